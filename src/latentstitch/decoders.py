@@ -1,0 +1,107 @@
+"""Decoder heads trained on one space: ``mlp`` and ``linear`` (Lightning), ``svm`` (scikit-learn).
+
+Every head ends up as a torch module mapping latents to class logits, so evaluation is one code
+path; the SVM is fitted with scikit-learn and exported as the equivalent linear layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from latentstitch.cache import Cache
+from latentstitch.encoders import Space, dataset_spec
+from latentstitch.encoders.training import ClassifierModule, fit_classifier
+from latentstitch.encoders.zoo import to_container
+from latentstitch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+HEADS = ("mlp", "linear", "svm")
+
+
+def build_head(head_cfg: DictConfig | dict, dim: int, num_classes: int) -> nn.Module:
+    """The head network (latents -> logits) for ``head_cfg.name``."""
+    name = head_cfg["name"]
+    if name == "mlp":
+        hidden = int(head_cfg.get("hidden", 256))
+        layers: list[nn.Module] = [nn.LayerNorm(dim)] if head_cfg.get("input_norm", False) else []
+        layers += [nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(float(head_cfg.get("dropout", 0.0))), nn.Linear(hidden, num_classes)]
+        return nn.Sequential(*layers)
+    if name in ("linear", "svm"):
+        return nn.Sequential(nn.Linear(dim, num_classes))
+    raise ConfigError(f"head.name={name!r} is not one of {list(HEADS)}")
+
+
+def _fit_svm(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor, head_cfg: DictConfig | dict) -> None:
+    """Standard-scaled linear SVM (one-vs-rest), folded into ``head``'s single Linear layer."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    x, y = latents.double().numpy(), labels.numpy()
+    svm = make_pipeline(
+        StandardScaler(), LinearSVC(C=float(head_cfg.get("C", 1.0)), max_iter=int(head_cfg.get("max_iter", 2000)), random_state=0)
+    ).fit(x, y)
+    scaler, clf = svm.named_steps["standardscaler"], svm.named_steps["linearsvc"]
+    coef, intercept = clf.coef_ / scaler.scale_, clf.intercept_ - (clf.coef_ / scaler.scale_) @ scaler.mean_
+    if coef.shape[0] == 1:  # binary: one decision function -> two logits
+        coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+    full_w = np.zeros((head[0].out_features, coef.shape[1]))
+    full_b = np.full(head[0].out_features, -np.inf)
+    full_w[clf.classes_], full_b[clf.classes_] = coef, intercept
+    with torch.no_grad():
+        head[0].weight.copy_(torch.from_numpy(full_w))
+        head[0].bias.copy_(torch.from_numpy(np.nan_to_num(full_b, neginf=-1e9)))
+
+
+def train_head(head_cfg: DictConfig | dict, train: tuple[torch.Tensor, torch.Tensor], num_classes: int, trainer_cfg: dict[str, Any], logger: Any = False, name: str = "decoder") -> nn.Module:
+    """A freshly trained head on ``train = (latents, labels)``."""
+    L.seed_everything(int(head_cfg.get("seed", 0)), workers=True, verbose=False)
+    head = build_head(head_cfg, train[0].shape[1], num_classes)
+    if head_cfg["name"] == "svm":
+        _fit_svm(head, *train, head_cfg)
+        return head
+    module = ClassifierModule(nn.Identity(), head, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name)
+    fit_classifier(module, train, None, int(head_cfg["epochs"]), int(head_cfg["batch_size"]), trainer_cfg, logger)
+    return head
+
+
+def get_decoder(
+    cache: Cache,
+    target: Space,
+    dataset_cfg: DictConfig,
+    space_cfg: DictConfig,
+    head_cfg: DictConfig,
+    num_classes: int,
+    trainer_cfg: dict[str, Any],
+    projection: dict[str, Any] | None = None,
+    logger: Any = False,
+) -> nn.Module:
+    """The head trained on ``target``'s train latents (after the method's target projection,
+    the identity for translators), from the cache when present."""
+    projection = projection or {"name": "identity"}
+    label = f"{head_cfg['name']} on {target.label}"
+    spec = {"dataset": dataset_spec(dataset_cfg), "space": to_container(space_cfg), "head": to_container(head_cfg), "projection": projection}
+
+    def build() -> dict[str, torch.Tensor]:
+        log.info("training decoder %s", label)
+        head = train_head(head_cfg, (target.train, target.train_labels), num_classes, trainer_cfg, logger, name=f"decoder/{target.label}")
+        return {k: v.clone() for k, v in head.state_dict().items()}
+
+    head = build_head(head_cfg, target.dim, num_classes)
+    head.load_state_dict(cache.get_or_build("decoder", spec, build, label))
+    return head.eval()
+
+
+@torch.no_grad()
+def predict(head: nn.Module, latents: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Class predictions of ``head`` on ``latents`` (in eval mode, batched)."""
+    head.eval()
+    return torch.cat([head(chunk).argmax(dim=1) for chunk in latents.split(batch_size)])

@@ -1,0 +1,40 @@
+"""Small encoders trained from scratch. Each maps images to a pooled feature vector."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    """Two conv-pool blocks and a dense layer: the fastest useful image encoder on a CPU."""
+
+    def __init__(self, in_chans: int = 1, img_size: int = 28, channels: tuple[int, int] = (32, 64), num_features: int = 128):
+        super().__init__()
+        c1, c2 = channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_chans, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        side = img_size // 4
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c2 * side * side, num_features), nn.ReLU())
+        self.num_features = num_features
+
+    def forward(self, x):
+        return self.fc(self.conv(x))
+
+
+class MLPEncoder(nn.Module):
+    """Flatten, then ``depth`` Linear-ReLU layers of width ``hidden``; the last gives the features."""
+
+    def __init__(self, in_chans: int = 1, img_size: int = 28, hidden: int = 256, depth: int = 2, num_features: int = 128):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_chans * img_size * img_size
+        for out in [hidden] * (depth - 1) + [num_features]:
+            layers += [nn.Linear(width, out), nn.ReLU()]
+            width = out
+        self.net = nn.Sequential(*layers)
+        self.num_features = num_features
+
+    def forward(self, x):
+        return self.net(x)

@@ -1,0 +1,112 @@
+"""Spaces: the latents one encoder gives for one dataset split, trained and cached on demand."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from latentstitch.cache import Cache
+from latentstitch.data import DatasetSplits
+from latentstitch.encoders.training import ClassifierModule, extract_features, fit_classifier
+from latentstitch.encoders.zoo import build_encoder, encoder_label, to_container
+from latentstitch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class Space:
+    """Latents of the train and test splits of one dataset under one encoder (rows parallel across spaces)."""
+
+    label: str
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+
+    @property
+    def dim(self) -> int:
+        return int(self.train.shape[1])
+
+
+def dataset_spec(dataset_cfg: DictConfig | dict) -> dict:
+    """The dataset settings that change the data (not where it is read from)."""
+    spec = to_container(dataset_cfg)
+    spec.pop("download", None)
+    return spec
+
+
+def encoder_spec(dataset_cfg: DictConfig, encoder_cfg: DictConfig) -> dict:
+    return {"dataset": dataset_spec(dataset_cfg), "encoder": to_container(encoder_cfg)}
+
+
+class SpaceBuilder:
+    """Gets trained encoders and their spaces out of the cache, training and encoding what is missing."""
+
+    def __init__(self, cache: Cache, data: DatasetSplits, dataset_cfg: DictConfig, trainer_cfg: dict[str, Any], logger: Any = False):
+        self.cache, self.data, self.dataset_cfg = cache, data, dataset_cfg
+        self.trainer_cfg, self.logger = trainer_cfg, logger
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.data.train.images.shape[1:])
+
+    def dim(self, encoder_cfg: DictConfig) -> int:
+        """Latent dim of an encoder, from its untrained network (cheap; used to validate early)."""
+        return build_encoder(encoder_cfg, self.input_shape, self.data.num_classes).head.in_features
+
+    def encoder(self, encoder_cfg: DictConfig) -> ClassifierModule:
+        module = build_encoder(encoder_cfg, self.input_shape, self.data.num_classes)
+        state = self.cache.get_or_build(
+            "encoder", encoder_spec(self.dataset_cfg, encoder_cfg), lambda: self._train(module, encoder_cfg), encoder_label(encoder_cfg)
+        )
+        module.load_state_dict(state)
+        return module.eval()
+
+    def _train(self, module: ClassifierModule, encoder_cfg: DictConfig) -> dict[str, torch.Tensor]:
+        train = encoder_cfg.train
+        log.info("training encoder %s for %d epochs", encoder_label(encoder_cfg), train.epochs)
+        L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)
+        fit_classifier(
+            module,
+            (self.data.train.images, self.data.train.labels),
+            (self.data.val.images, self.data.val.labels),
+            epochs=int(train.epochs),
+            batch_size=int(train.batch_size),
+            trainer_cfg=self.trainer_cfg,
+            logger=self.logger,
+        )
+        return {k: v.clone() for k, v in module.state_dict().items()}
+
+    def space(self, encoder_cfg: DictConfig) -> Space:
+        label = encoder_label(encoder_cfg)
+        trained: list[ClassifierModule] = []  # the encoder is loaded at most once, and only on a miss
+
+        def encode(split: str) -> dict[str, torch.Tensor]:
+            if not trained:
+                trained.append(self.encoder(encoder_cfg))
+            data = self.data.split(split)
+            batch_size = int(encoder_cfg.get("extract_batch_size") or encoder_cfg.train.batch_size)
+            latents = extract_features(trained[0], data.images, data.labels, batch_size, self.trainer_cfg)
+            bad = int((~torch.isfinite(latents)).sum())
+            if bad:
+                raise ConfigError(
+                    f"encoder {label} produced {bad} NaN/inf latent values on the {split} split "
+                    f"(training diverged? lower encoder.train.lr={encoder_cfg.train.lr})"
+                )
+            return {"latents": latents.float(), "labels": data.labels}
+
+        parts = {
+            split: self.cache.get_or_build(
+                "space", {**encoder_spec(self.dataset_cfg, encoder_cfg), "split": split}, lambda s=split: encode(s), f"{label} {split}"
+            )
+            for split in SPLITS
+        }
+        return Space(label, parts["train"]["latents"], parts["train"]["labels"], parts["test"]["latents"], parts["test"]["labels"])

@@ -1,0 +1,138 @@
+"""Lightning pieces shared by encoders and decoder heads: the classifier module, the Trainer
+factory, and latent extraction that returns every sample exactly once, in dataset order, also
+under DDP (where Lightning's predict sampler shards samples across ranks)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+class IndexedTensors(Dataset):
+    """(index, input, label) triples over in-memory tensors; the index lets predictions be re-ordered."""
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor):
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return i, self.inputs[i], self.labels[i]
+
+
+class ClassifierModule(L.LightningModule):
+    """``head(features(x))`` trained with cross-entropy; ``predict_step`` returns ``features(x)``.
+
+    For an encoder, ``features`` is the backbone and ``head`` a linear classifier; for a decoder
+    head trained on latents, ``features`` is the identity.
+    """
+
+    def __init__(self, features: nn.Module, head: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, name: str = "model"):
+        super().__init__()
+        self.features, self.head = features, head
+        self.lr, self.weight_decay, self.name = lr, weight_decay, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        _, x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        acc = (logits.argmax(dim=1) == y).float().mean()
+        on_step = stage == "train"
+        self.log(f"{self.name}/{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=not on_step)
+        self.log(f"{self.name}/{stage}_acc", acc, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=not on_step)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        idx, x, _ = batch
+        return {"idx": idx, "z": self.features(x)}
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.lr, total_steps=self.trainer.estimated_stepping_batches
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def make_trainer(trainer_cfg: dict[str, Any], logger: Any = False, **overrides: Any) -> L.Trainer:
+    """A Lightning Trainer from the ``trainer`` config group; we cache weights ourselves."""
+    kwargs = dict(trainer_cfg)
+    kwargs.update(logger=logger, enable_checkpointing=False, enable_model_summary=False)
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def loader(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False) -> DataLoader:
+    return DataLoader(IndexedTensors(inputs, labels), batch_size=batch_size, shuffle=shuffle, num_workers=0)
+
+
+def fit_classifier(
+    module: ClassifierModule,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    epochs: int,
+    batch_size: int,
+    trainer_cfg: dict[str, Any],
+    logger: Any = False,
+) -> ClassifierModule:
+    trainer = make_trainer(trainer_cfg, logger=logger, max_epochs=epochs)
+    val_loader = loader(*val, batch_size) if val is not None and len(val[1]) else None
+    trainer.fit(module, loader(*train, batch_size, shuffle=True), val_loader)
+    return module
+
+
+class OrderedGather(BasePredictionWriter):
+    """Collects the predictions of all ranks and puts them back in dataset order, dropping the
+    duplicates a padding sampler may add. Every rank ends up holding the full result."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+        self.result: torch.Tensor | None = None
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices):
+        idx = torch.cat([p["idx"].cpu() for p in predictions])
+        z = torch.cat([p["z"].detach().cpu() for p in predictions])
+        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
+            parts: list[Any] = [None] * trainer.world_size
+            dist.all_gather_object(parts, (idx, z))
+            idx = torch.cat([p[0] for p in parts])
+            z = torch.cat([p[1] for p in parts])
+        order = idx.argsort(stable=True)
+        idx, z = idx[order], z[order]
+        keep = torch.ones_like(idx, dtype=torch.bool)
+        keep[1:] = idx[1:] != idx[:-1]
+        self.result = z[keep]
+
+
+@torch.no_grad()
+def extract_features(
+    module: ClassifierModule, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, trainer_cfg: dict[str, Any]
+) -> torch.Tensor:
+    """``module.features`` over ``inputs`` via ``Trainer.predict``: one row per input, in order."""
+    gather = OrderedGather()
+    trainer = make_trainer(trainer_cfg, callbacks=[gather])
+    trainer.predict(module, loader(inputs, labels, batch_size), return_predictions=False)
+    result = gather.result
+    if result is None or len(result) != len(labels):
+        got = None if result is None else len(result)
+        raise RuntimeError(f"latent extraction returned {got} rows for {len(labels)} inputs")
+    return result

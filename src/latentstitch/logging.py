@@ -1,0 +1,89 @@
+"""Run outputs: the experiment logger (W&B offline by default, CSV, or none), ``metrics.json``,
+``cells.csv`` and the console table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def make_logger(logger_cfg: DictConfig | None) -> Any:
+    """The Lightning logger from the ``logger`` group, or False for ``logger=none``.
+
+    W&B runs offline unless the user set WANDB_MODE, so nothing ever waits on a network.
+    """
+    if not logger_cfg or "_target_" not in logger_cfg:
+        return False
+    if "wandb" in str(logger_cfg._target_).lower():
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
+    return instantiate(logger_cfg)
+
+
+def log_run(logger: Any, cfg: DictConfig, cell: dict[str, Any]) -> None:
+    """Config and cell metrics to the experiment logger."""
+    if not logger:
+        return
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    numbers = {f"cell/{k}": float(v) for k, v in cell.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    logger.log_metrics(numbers)
+    experiment = getattr(logger, "experiment", None)
+    if hasattr(experiment, "summary"):
+        experiment.summary.update(numbers)
+
+
+def finish_logger(logger: Any) -> None:
+    if not logger:
+        return
+    logger.finalize("success")
+    if type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomic: never leaves a half-written file behind."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def write_cells_csv(path: Path, cells: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for cell in cells for k in cell))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(cells)
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def format_cell(cell: dict[str, Any]) -> str:
+    """A small table for the console."""
+    lines = [
+        f"cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  head={cell['head']}  "
+        f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}",
+        f"  {'':<13}{'accuracy':>10}{'macro-F1':>10}",
+    ]
+    for name in ("native", "stitched", "untranslated"):
+        lines.append(f"  {name:<13}{_fmt(cell[f'{name}_acc']):>10}{_fmt(cell[f'{name}_macro_f1']):>10}")
+    lines.append(
+        f"  stitched/native {_fmt(cell['stitched_over_native'])}   latent MSE {_fmt(cell['latent_mse'])}   "
+        f"latent cosine {_fmt(cell['latent_cosine'])}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""One cell: translate the source space into the target space on parallel anchors and score the
+target's decoder on native, stitched and untranslated test latents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from latentstitch import metrics
+from latentstitch.decoders import predict
+from latentstitch.encoders import Space
+from latentstitch.translation import Translator
+
+SCORES = ("native", "stitched", "untranslated")
+
+
+def _scores(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    pred = predict(head, latents)
+    return {"acc": metrics.accuracy(pred, labels), "macro_f1": metrics.macro_f1(pred, labels)}
+
+
+def evaluate_cell(source: Space, target: Space, decoder: nn.Module, translator: Translator, anchor_idx: torch.Tensor) -> dict[str, Any]:
+    """Fit ``translator`` on the anchors, then score ``decoder`` (trained on ``target``).
+
+    Returns a flat dict: ``{native,stitched,untranslated}_{acc,macro_f1}`` (untranslated is None
+    when the dims differ) and the translation fidelity ``latent_mse`` / ``latent_cosine`` between
+    T(source test) and target test.
+    """
+    if not torch.equal(source.test_labels, target.test_labels):
+        raise ValueError("source and target test latents are not parallel (labels differ)")
+    translator.fit(source.train[anchor_idx], target.train[anchor_idx])
+    translated = translator.transform(source.test)
+    result: dict[str, Any] = {"source_dim": source.dim, "target_dim": target.dim, "num_anchors": int(len(anchor_idx))}
+    parts = {"native": target.test, "stitched": translated, "untranslated": source.test if source.dim == target.dim else None}
+    for name, latents in parts.items():
+        scores = _scores(decoder, latents, target.test_labels) if latents is not None else {"acc": None, "macro_f1": None}
+        result.update({f"{name}_{k}": v for k, v in scores.items()})
+    result["stitched_over_native"] = result["stitched_acc"] / result["native_acc"] if result["native_acc"] else None
+    result["latent_mse"] = metrics.latent_mse(translated, target.test)
+    result["latent_cosine"] = metrics.mean_cosine(translated, target.test)
+    return result

@@ -1,0 +1,46 @@
+"""Per-dimension standard scaling fitted on anchors.
+
+The statistics come from the anchors of one space only (never from the data being translated),
+following the reference implementation of Maiorca et al. (NeurIPS 2023): unbiased standard
+deviation, and a (near-)zero deviation counts as 1 so constant dimensions pass through unscaled.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SCALINGS = ("standard", "none")
+
+
+class StandardScaling:
+    """``(x - mean) / std`` with statistics from ``fit``; ``inverse_transform`` undoes it."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+
+    def fit(self, x: torch.Tensor, eps_dtype: torch.dtype | None = None) -> StandardScaling:
+        """Fit on anchors ``x``; deviations below ``10 * eps`` of ``eps_dtype`` (default x's) count as 1."""
+        dims = x.shape[1]
+        if not self.enabled:
+            self.mean = torch.zeros(dims, dtype=x.dtype, device=x.device)
+            self.std = torch.ones(dims, dtype=x.dtype, device=x.device)
+            return self
+        self.mean = x.mean(dim=0)
+        std = x.std(dim=0, unbiased=True) if x.shape[0] > 1 else torch.zeros_like(self.mean)
+        tiny = 10 * torch.finfo(eps_dtype or x.dtype).eps
+        self.std = torch.where(std.abs() < tiny, torch.ones_like(std), std)
+        return self
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x)) / self.std.to(x)
+
+    def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std.to(x) + self.mean.to(x)
+
+
+def make_scaling(name: str) -> StandardScaling:
+    if name not in SCALINGS:
+        raise ValueError(f"scaling={name!r} is not one of {list(SCALINGS)}")
+    return StandardScaling(enabled=name == "standard")
