@@ -16,17 +16,28 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
-def make_logger(logger_cfg: DictConfig | None) -> Any:
+def is_wandb(logger_cfg: DictConfig | None) -> bool:
+    return bool(logger_cfg) and "wandb" in str(logger_cfg.get("_target_", "")).lower()
+
+
+def wandb_offline_by_default() -> None:
+    """W&B runs offline unless the user set WANDB_MODE, so nothing ever waits on a network."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def make_logger(logger_cfg: DictConfig | None, group: str | None = None) -> Any:
     """The Lightning logger from the ``logger`` group, or False for ``logger=none``.
 
-    W&B runs offline unless the user set WANDB_MODE, so nothing ever waits on a network.
+    ``group`` (the sweep's name in a multirun) puts all cells of a sweep in one W&B group.
     """
     if not logger_cfg or "_target_" not in logger_cfg:
         return False
-    if "wandb" in str(logger_cfg._target_).lower():
-        os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_SILENT", "true")
+    if is_wandb(logger_cfg):
+        wandb_offline_by_default()
         Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
+        if group and not logger_cfg.get("group"):
+            return instantiate(logger_cfg, group=group)
     return instantiate(logger_cfg)
 
 

@@ -8,38 +8,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
-from latentstitch.anchors import ANCHORS, AnchorStrategy
+from latentstitch.anchors import AnchorStrategy
 from latentstitch.cache import Cache, global_rank
 from latentstitch.data import load_splits
 from latentstitch.decoders import get_decoder
 from latentstitch.encoders import SpaceBuilder
+from latentstitch.encoders.training import quiet_lightning
 from latentstitch.errors import ConfigError
 from latentstitch.logging import finish_logger, format_cell, log_run, make_logger, write_cells_csv, write_json
-from latentstitch.stitching import evaluate_cell
-from latentstitch.translation import TRANSLATORS, TranslationError, Translator
+from latentstitch.stitching import cell_identity, evaluate_cell
+from latentstitch.translation import TranslationError, Translator
 
 log = logging.getLogger(__name__)
-
-
-def _registry_name(obj: object, registry: dict[str, type]) -> str:
-    return next((name for name, cls in registry.items() if type(obj) is cls), type(obj).__name__)
-
-
-def cell_identity(cfg: DictConfig, translator: Translator, strategy: AnchorStrategy) -> dict[str, Any]:
-    """What identifies a cell in a grid: encoder, decoder, translator, head, anchors."""
-    return {
-        "encoder": f"{cfg.encoder.name}:s{cfg.encoder.seed}",
-        "decoder": f"{cfg.decoder.space.name}:s{cfg.decoder.space.seed}",
-        "translator": _registry_name(translator, TRANSLATORS),
-        "scaling": translator.scaling,
-        "head": cfg.head.name,
-        "anchors": _registry_name(strategy, ANCHORS),
-        "anchor_seed": strategy.seed,
-        "dataset": cfg.dataset.name,
-    }
 
 
 def _instantiate(node: DictConfig, group: str) -> Any:
@@ -53,6 +39,7 @@ def _instantiate(node: DictConfig, group: str) -> Any:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the cell described by ``cfg``; write ``metrics.json`` and ``cells.csv`` into
     ``cfg.paths.output_dir`` and return the cell's scores."""
+    quiet_lightning()
     output_dir = Path(cfg.paths.output_dir)
     translator: Translator = _instantiate(cfg.translator, "translator")
     strategy: AnchorStrategy = _instantiate(cfg.anchors, "anchors")
@@ -67,13 +54,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except TranslationError as e:
         raise ConfigError(str(e)) from None
 
-    logger = make_logger(cfg.logger)
+    sweep = Path(HydraConfig.get().sweep.dir).name if _hydra_mode() == RunMode.MULTIRUN else None
+    logger = make_logger(cfg.logger, group=sweep)
     builder.logger = logger
     source = builder.space(cfg.encoder)
     target = builder.space(cfg.decoder.space)
     anchor_idx = strategy.select(source.train_labels)
     decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, data.num_classes, trainer_cfg, logger=logger)
-    cell = {**cell_identity(cfg, translator, strategy), **evaluate_cell(source, target, decoder, translator, anchor_idx)}
+    cell = {**cell_identity(cfg), **evaluate_cell(source, target, decoder, translator, anchor_idx)}
     cell["status"] = "ok"
 
     if global_rank() == 0:
@@ -86,11 +74,67 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return cell
 
 
+def _hydra_mode() -> RunMode | None:
+    return HydraConfig.get().mode if HydraConfig.initialized() else None
+
+
+def _prepare_multirun_job() -> None:
+    """Make a sweep job look like a single run to processes Lightning launches for DDP.
+
+    Lightning re-executes ``sys.argv`` for the other ranks; with ``-m`` they would start a sweep of
+    their own in another directory. Handing them this job's overrides and output dir makes them
+    join this job instead.
+    """
+    hc = HydraConfig.get()
+    sys.argv = [sys.argv[0], *hc.overrides.task]
+    with read_write(hc.run):
+        hc.run.dir = hc.runtime.output_dir
+
+
+def _finish_multirun_job() -> None:
+    """Leave the process clean for the next sweep job in it (the basic and joblib launchers
+    reuse processes): no process group, no launcher environment."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "RANK"):
+        os.environ.pop(key, None)
+
+
+def _record_failure(cfg: DictConfig, error: BaseException) -> None:
+    """A failed sweep job leaves a metrics.json saying so, and the grid marks its cell."""
+    try:
+        identity = cell_identity(cfg)
+    except Exception:  # noqa: BLE001 - the config itself may be what is broken
+        identity = {}
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", {**identity, "status": "failed", "error": f"{type(error).__name__}: {error}"})
+
+
 def main(cfg: DictConfig) -> dict[str, Any] | None:
-    """Entry point behind ``run.py``: bad input becomes one line on stderr and exit code 2."""
+    """Entry point behind ``run.py``.
+
+    Single run: bad input becomes one line on stderr and exit code 2. Sweep job: any failure is
+    recorded in the job's ``metrics.json`` so the other jobs go on and the grid marks the cell;
+    the grid callback then exits non-zero.
+    """
+    multirun = _hydra_mode() == RunMode.MULTIRUN
+    if multirun:
+        _prepare_multirun_job()
     try:
         return run(cfg)
     except (ConfigError, TranslationError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         log.error("%s", e)
-        sys.exit(2)
+        if not multirun:
+            sys.exit(2)
+        _record_failure(cfg, e)
+    except Exception as e:
+        if not multirun:
+            raise
+        log.exception("cell failed")
+        _record_failure(cfg, e)
+    finally:
+        if multirun:
+            _finish_multirun_job()
+    return None

@@ -6,14 +6,36 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from latentstitch import metrics
+from latentstitch.anchors import ANCHORS
 from latentstitch.decoders import predict
 from latentstitch.encoders import Space
-from latentstitch.translation import Translator
+from latentstitch.translation import TRANSLATORS, Translator
 
 SCORES = ("native", "stitched", "untranslated")
+
+
+def _name_of_target(node: DictConfig, registry: dict[str, type]) -> str:
+    cls_name = str(node.get("_target_", "")).rsplit(".", 1)[-1]
+    return next((name for name, cls in registry.items() if cls.__name__ == cls_name), cls_name)
+
+
+def cell_identity(cfg: DictConfig) -> dict[str, Any]:
+    """What identifies a cell in a grid (from the config alone, so failed cells have it too)."""
+    return {
+        "encoder": f"{cfg.encoder.name}:s{cfg.encoder.seed}",
+        "decoder": f"{cfg.decoder.space.name}:s{cfg.decoder.space.seed}",
+        "translator": _name_of_target(cfg.translator, TRANSLATORS),
+        "scaling": cfg.translator.get("scaling", "standard"),
+        "head": cfg.head.name,
+        "anchors": _name_of_target(cfg.anchors, ANCHORS),
+        "num_anchors": int(cfg.anchors.num),
+        "anchor_seed": int(cfg.anchors.seed),
+        "dataset": cfg.dataset.name,
+    }
 
 
 def _scores(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

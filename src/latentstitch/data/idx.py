@@ -24,7 +24,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     array = np.frombuffer(data, dtype=_DTYPES[data[2]], offset=offset)
     if array.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: header says {shape}, found {array.size} values")
-    return array.reshape(shape)
+    return array.reshape(shape).copy()  # writable, detached from the file buffer
 
 
 def find_idx(directory: Path, stem: str) -> Path | None:

@@ -83,7 +83,13 @@ class SpaceBuilder:
             trainer_cfg=self.trainer_cfg,
             logger=self.logger,
         )
-        return {k: v.clone() for k, v in module.state_dict().items()}
+        state = {k: v.clone() for k, v in module.state_dict().items()}
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise ConfigError(
+                f"encoder {encoder_label(encoder_cfg)} diverged: NaN/inf weights after training "
+                f"(lower encoder.train.lr={train.lr})"
+            )
+        return state
 
     def space(self, encoder_cfg: DictConfig) -> Space:
         label = encoder_label(encoder_cfg)

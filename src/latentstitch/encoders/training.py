@@ -5,6 +5,7 @@ under DDP (where Lightning's predict sampler shards samples across ranks)."""
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import lightning as L
@@ -15,6 +16,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's banner lines (GPU/TPU available, tips) and known-harmless warnings out of
+    the console; progress bars, our own logs and real warnings stay."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    for message in (r".*LeafSpec.*", r".*no `val_dataloader`.*", r".*does not have many workers.*", r".*anonymous setting.*"):
+        warnings.filterwarnings("ignore", message=message)
 
 
 class IndexedTensors(Dataset):

@@ -1,0 +1,205 @@
+"""Aggregate the cells of a sweep into grids (encoders x decoders), plots and W&B tables.
+
+Works from files only (each job's ``metrics.json``), so it serves every launcher and can be rerun
+after the fact: ``python scripts/grid.py <sweep dir>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# what can vary between cells besides the two axes; each distinct combination gets its own grid
+SETTING_KEYS = ("translator", "scaling", "head", "anchors", "num_anchors", "anchor_seed", "dataset")
+
+
+class EmptySweepError(RuntimeError):
+    pass
+
+
+def read_cells(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per job dir of the sweep; jobs without a readable metrics.json count as failed."""
+    rows = []
+    for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
+        metrics = job / "metrics.json"
+        try:
+            row = json.loads(metrics.read_text())
+        except (OSError, ValueError):
+            row = {**_identity_from_job(job), "status": "failed", "error": "no metrics.json (job crashed or was killed)"}
+        rows.append({**row, "job": job.name})
+    if not rows:
+        raise EmptySweepError(f"no cells in {sweep_dir}: no job directories with a .hydra/ folder (is this a sweep dir?)")
+    return pd.DataFrame(rows)
+
+
+def _identity_from_job(job: Path) -> dict[str, Any]:
+    from latentstitch.stitching import cell_identity
+
+    try:
+        return cell_identity(OmegaConf.load(job / ".hydra" / "config.yaml"))
+    except Exception:  # noqa: BLE001 - a job that failed before writing its config
+        return {}
+
+
+def _settings(cells: pd.DataFrame) -> list[str]:
+    return [k for k in SETTING_KEYS if k in cells and cells[k].nunique(dropna=False) > 1]
+
+
+def grid_name(setting: dict[str, Any], varying: list[str]) -> str:
+    parts = [str(setting["translator"])] + [f"{k}={setting[k]}" for k in varying if k != "translator"]
+    return "_".join(parts).replace("/", "-")
+
+
+def pivot(cells: pd.DataFrame, value: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores, failed) tables, rows = encoders, columns = decoders; the diagonal is native accuracy."""
+    ok = cells[cells["status"] == "ok"]
+    table = ok.pivot_table(index="encoder", columns="decoder", values=value, aggfunc="mean")
+    native = ok.groupby("decoder")["native_acc"].mean()
+    labels = sorted(set(cells["encoder"].dropna()) | set(cells["decoder"].dropna()))
+    rows = [r for r in labels if r in set(cells["encoder"])]
+    cols = [c for c in labels if c in set(cells["decoder"])]
+    table = table.reindex(index=rows, columns=cols)
+    for label in set(rows) & set(cols):
+        if label in native:
+            table.loc[label, label] = native[label]
+    failed = cells[cells["status"] != "ok"].assign(flag=1).pivot_table(index="encoder", columns="decoder", values="flag", aggfunc="max")
+    failed = failed.reindex(index=rows, columns=cols).fillna(0).astype(bool)
+    return table, failed
+
+
+def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path) -> Path:
+    """Annotated heatmap; failed cells are marked 'failed', missing ones 'n/a'."""
+    n_rows, n_cols = table.shape
+    fig, ax = plt.subplots(figsize=(1.4 * n_cols + 2.5, 1.0 * n_rows + 1.8))
+    im = ax.imshow(table.to_numpy(dtype=float), vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(n_cols), table.columns, rotation=30, ha="right")
+    ax.set_yticks(range(n_rows), table.index)
+    ax.set_xlabel("decoder (target space)")
+    ax.set_ylabel("encoder (source space)")
+    for i in range(n_rows):
+        for j in range(n_cols):
+            value = table.iat[i, j]
+            text = "failed" if failed.iat[i, j] else ("n/a" if pd.isna(value) else f"{value:.3f}")
+            color = "red" if failed.iat[i, j] else ("white" if pd.isna(value) or value < 0.6 else "black")
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=10, fontweight="bold" if i == j else None)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_anchor_curve(cells: pd.DataFrame, path: Path) -> Path:
+    """Stitched accuracy vs number of anchors, one line per translator (the paper's Figure 3)."""
+    ok = cells[(cells["status"] == "ok")]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for translator, group in ok.groupby("translator"):
+        curve = group.groupby("num_anchors")["stitched_acc"].agg(["mean", "std"]).sort_index()
+        ax.errorbar(curve.index, curve["mean"], yerr=curve["std"].fillna(0), marker="o", capsize=3, label=translator)
+    native = ok["native_acc"].mean()
+    ax.axhline(native, color="grey", linestyle="--", label=f"native ({native:.3f})")
+    ax.set_xscale("log")
+    ax.set_xlabel("number of anchors")
+    ax.set_ylabel("stitched accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def summarise(cells: pd.DataFrame) -> pd.DataFrame:
+    """Mean scores per setting over the off-diagonal cells (the stitching ones), failed cells counted."""
+    keys = [k for k in SETTING_KEYS if k in cells]
+    ok = cells[cells["status"] == "ok"]
+    off = ok[ok["encoder"] != ok["decoder"]]
+    off = off if len(off) else ok
+    numeric = [c for c in ("native_acc", "stitched_acc", "untranslated_acc", "stitched_over_native", "latent_cosine", "latent_mse") if c in off]
+    summary = off.groupby(keys, dropna=False)[numeric].mean(numeric_only=True)
+    summary["cells"] = off.groupby(keys, dropna=False).size()
+    summary["failed"] = cells[cells["status"] != "ok"].groupby(keys, dropna=False).size().reindex(summary.index).fillna(0).astype(int)
+    return summary.reset_index()
+
+
+def write_report(sweep_dir: str | Path) -> dict[str, Any]:
+    """Write grid.csv, summary.csv, grid_<setting>.png (+ untranslated, + anchor curve) into ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    cells = read_cells(sweep_dir)
+    cells.to_csv(sweep_dir / "grid.csv", index=False)
+    summary = summarise(cells)
+    summary.to_csv(sweep_dir / "summary.csv", index=False)
+    varying = _settings(cells)
+    plots: dict[str, Path] = {}
+    keys = [k for k in SETTING_KEYS if k in cells]
+    for setting, group in cells.groupby(keys, dropna=False) if keys else [((), cells)]:
+        if "num_anchors" in varying and group["encoder"].nunique() * group["decoder"].nunique() == 1:
+            continue  # a curve, not a grid
+        name = grid_name(dict(zip(keys, setting)), varying)
+        table, failed = pivot(group, "stitched_acc")
+        plots[f"grid_{name}"] = plot_grid(table, failed, f"stitched accuracy ({name}); diagonal: native", sweep_dir / f"grid_{name}.png")
+    if "untranslated_acc" in cells:
+        table, failed = pivot(cells.drop_duplicates(["encoder", "decoder"]), "untranslated_acc")
+        plots["grid_untranslated"] = plot_grid(table, failed, "untranslated accuracy; diagonal: native", sweep_dir / "grid_untranslated.png")
+    if "num_anchors" in varying:
+        plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png")
+    failed = cells[cells["status"] != "ok"]
+    return {"cells": cells, "summary": summary, "plots": plots, "failed": failed}
+
+
+def log_report_to_wandb(report: dict[str, Any], logger_cfg: DictConfig, group: str, sweep_dir: Path) -> None:
+    """One extra W&B run in the sweep's group holding the grid table, the summary and the plots."""
+    import wandb
+
+    from latentstitch.logging import wandb_offline_by_default
+
+    wandb_offline_by_default()
+    run = wandb.init(project=logger_cfg.get("project", "latentstitch"), group=group, name=f"{group}-grid", job_type="grid", dir=str(sweep_dir))
+    cells = report["cells"].astype(object).where(report["cells"].notna(), None)
+    run.log({"grid": wandb.Table(dataframe=cells.astype(str)), "summary": wandb.Table(dataframe=report["summary"].astype(str))})
+    run.log({name: wandb.Image(str(path)) for name, path in report["plots"].items()})
+    run.finish()
+
+
+def report_and_exit_code(sweep_dir: str | Path, logger_cfg: DictConfig | None = None) -> int:
+    """Write the report; 0 if every cell ran, 1 if some failed (they are marked), 2 if there are no cells."""
+    from latentstitch.logging import is_wandb
+
+    try:
+        report = write_report(sweep_dir)
+    except EmptySweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"grid: {len(report['cells'])} cells -> {Path(sweep_dir) / 'grid.csv'}; plots: {', '.join(p.name for p in report['plots'].values())}")
+    print(report["summary"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if logger_cfg is not None and is_wandb(logger_cfg):
+        log_report_to_wandb(report, logger_cfg, Path(sweep_dir).name, Path(sweep_dir))
+    failed = report["failed"]
+    for _, row in failed.iterrows():
+        print(f"error: cell {row.get('encoder')} -> {row.get('decoder')} ({row.get('translator')}) failed: {row.get('error')}", file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
+class GridCallback(Callback):
+    """Hydra callback: at the end of a multirun, build the sweep's grids; exit non-zero if cells failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        code = report_and_exit_code(config.hydra.sweep.dir, config.get("logger"))
+        if code:
+            sys.exit(code)

@@ -1,0 +1,58 @@
+"""Shared helpers: run ``run.py`` as a user would, with a private cache and output dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# tiny encoders on scikit-learn's 8x8 digits: a whole cell in seconds
+TINY = [
+    "dataset=digits",
+    "encoder=mlp",
+    "decoder=cnn",
+    "logger=none",
+    "anchors.num=300",
+    "encoder.train.epochs=10",
+    "encoder.train.batch_size=64",
+    "decoder.space.train.epochs=10",
+    "decoder.space.train.batch_size=64",
+    "head.epochs=10",
+    "head.batch_size=64",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    run_dir: Path
+
+    @property
+    def metrics(self) -> dict:
+        return json.loads((self.run_dir / "metrics.json").read_text())
+
+
+def run_cli(args: list[str], tmp: Path, cache: Path | None = None, timeout: int = 600, env: dict | None = None) -> Result:
+    run_dir = tmp / f"run{len(list(tmp.glob('run*')))}"
+    cache = cache or tmp / "cache"
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )  # fmt: skip
+    return Result(proc.returncode, proc.stdout, proc.stderr, run_dir)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    return lambda args, **kw: run_cli(args, tmp_path, **kw)
