@@ -1,5 +1,7 @@
 """Bad input: one clear line, a non-zero exit, no traceback, nothing in the cache."""
 
+import json
+
 import pytest
 
 from conftest import TINY
@@ -9,7 +11,8 @@ CASES = {
     "anchors_zero": (["anchors.num=0"], "anchors.num=0 must be between 1 and"),
     "anchors_too_many": (["anchors.num=100000"], "anchors.num=100000 must be between 1 and 1293"),
     "none_between_dims": (["translator=none", "encoder.model.num_features=64"], "translator=none needs equal dims, got source 64 and target 128"),
-    "nan_latents": (["encoder.train.lr=1e12"], "NaN/inf"),
+    "diverged_encoder": (["encoder.train.lr=inf"], "encoder mlp:s0 diverged: NaN/inf weights after training (lower encoder.train.lr=inf)"),
+    "zero_std": (["dataset.std=[0.0]"], "dataset.std=[0.0] must be positive"),
     "missing_dataset": (["dataset=mnist", "paths.data_dir=/nonexistent"], "dataset MNIST not found"),
     "bad_scaling": (["translator.scaling=minmax"], "translator: scaling='minmax' is not one of"),
 }
@@ -33,3 +36,27 @@ def test_unknown_option_gets_hydras_message(cli):
     assert r.returncode != 0
     assert "Could not find 'encoder/transformer9000'" in r.stderr and "Available options in 'encoder'" in r.stderr
     assert "mlp" in r.stderr and "vit" in r.stderr
+
+
+def test_nan_latents_are_refused_before_caching(tmp_path):
+    """Finite weights but non-finite inputs on one split: the space is not cached, the message names it."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from latentstitch.data import DatasetSplits, Split
+    from latentstitch.encoders import SpaceBuilder
+    from latentstitch.errors import ConfigError
+
+    g = torch.Generator().manual_seed(0)
+    train = Split(torch.randn(64, 1, 8, 8, generator=g), torch.arange(64) % 4)
+    test = Split(torch.randn(16, 1, 8, 8, generator=g), torch.arange(16) % 4)
+    test.images[3] = float("nan")
+    data = DatasetSplits("toy", train, Split(train.images[:0], train.labels[:0]), test, num_classes=4)
+    encoder = OmegaConf.create({"name": "mlp", "seed": 0, "train": {"epochs": 1, "lr": 1e-3, "batch_size": 32},
+                                "model": {"_target_": "latentstitch.encoders.scratch.MLPEncoder", "img_size": 8, "num_features": 16}})
+    trainer = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
+    builder = SpaceBuilder(Cache(tmp_path), data, OmegaConf.create({"name": "toy"}), trainer)
+    with pytest.raises(ConfigError, match="encoder mlp:s0 produced 16 NaN/inf latent values on the test split"):
+        builder.space(encoder)
+    spaces = Cache(tmp_path).entries("space")
+    assert len(spaces) == 1 and json.loads((spaces[0] / "manifest.json").read_text())["spec"]["split"] == "train"

@@ -163,6 +163,8 @@ def load_splits(
     """Load ``name`` and return normalised train / val / test splits (val carved from train)."""
     if name not in LOADERS:
         raise ConfigError(f"dataset.name={name!r} has no loader; known: {sorted(LOADERS)}")
+    if len(std) == 0 or min(std) <= 0:
+        raise ConfigError(f"dataset.std={list(std)} must be positive (per-channel standard deviation)")
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"dataset.val_fraction={val_fraction} must be in [0, 1)")
     x_train, y_train, x_test, y_test = LOADERS[name](Path(data_dir), bool(download))
