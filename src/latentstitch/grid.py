@@ -56,7 +56,8 @@ def _identity_from_job(job: Path) -> dict[str, Any]:
 
 
 def _settings(cells: pd.DataFrame) -> list[str]:
-    return [k for k in SETTING_KEYS if k in cells and cells[k].nunique(dropna=False) > 1]
+    """The settings that vary for some translator (the translator itself always names a grid)."""
+    return [k for k in SETTING_KEYS if k in cells and cells.groupby("translator", dropna=False)[k].nunique(dropna=False).max() > 1]
 
 
 def grid_name(setting: dict[str, Any], varying: list[str]) -> str:

@@ -61,8 +61,8 @@ class ClassifierModule(L.LightningModule):
         loss = nn.functional.cross_entropy(logits, y)
         acc = (logits.argmax(dim=1) == y).float().mean()
         on_step = stage == "train"
-        self.log(f"{self.name}/{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=not on_step)
-        self.log(f"{self.name}/{stage}_acc", acc, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=not on_step)
+        self.log(f"{self.name}/{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=True)
+        self.log(f"{self.name}/{stage}_acc", acc, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
