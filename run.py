@@ -8,6 +8,9 @@ import hydra
 from omegaconf import DictConfig
 
 from latentstitch import pipeline
+from latentstitch.config import register_resolvers
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -17,7 +17,7 @@ from torch import nn
 
 from latentstitch.cache import Cache
 from latentstitch.encoders import Space, dataset_spec
-from latentstitch.encoders.training import ClassifierModule, fit_classifier
+from latentstitch.encoders.training import ClassifierModule, fit_module
 from latentstitch.encoders.zoo import to_container
 from latentstitch.errors import ConfigError
 
@@ -69,7 +69,7 @@ def train_head(head_cfg: DictConfig | dict, train: tuple[torch.Tensor, torch.Ten
         _fit_svm(head, *train, head_cfg)
         return head
     module = ClassifierModule(nn.Identity(), head, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name)
-    fit_classifier(module, train, None, int(head_cfg["epochs"]), int(head_cfg["batch_size"]), trainer_cfg, logger)
+    fit_module(module, train, None, int(head_cfg["epochs"]), int(head_cfg["batch_size"]), trainer_cfg, logger)
     return head
 
 

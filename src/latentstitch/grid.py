@@ -65,11 +65,16 @@ def grid_name(setting: dict[str, Any], varying: list[str]) -> str:
     return "_".join(parts).replace("/", "-")
 
 
-def pivot(cells: pd.DataFrame, value: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(scores, failed) tables, rows = encoders, columns = decoders; the diagonal is native accuracy."""
+def score_kind(cells: pd.DataFrame) -> str:
+    """``acc`` for classification sweeps, ``mse`` (pixel MSE) for reconstruction sweeps."""
+    return "acc" if "stitched_acc" in cells and cells["stitched_acc"].notna().any() else "mse"
+
+
+def pivot(cells: pd.DataFrame, value: str, kind: str = "acc") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores, failed) tables, rows = encoders, columns = decoders; the diagonal is the native score."""
     ok = cells[cells["status"] == "ok"]
     table = ok.pivot_table(index="encoder", columns="decoder", values=value, aggfunc="mean")
-    native = ok.groupby("decoder")["native_acc"].mean()
+    native = ok.groupby("decoder")[f"native_{kind}"].mean()
     labels = sorted(set(cells["encoder"].dropna()) | set(cells["decoder"].dropna()))
     rows = [r for r in labels if r in set(cells["encoder"])]
     cols = [c for c in labels if c in set(cells["decoder"])]
@@ -82,11 +87,19 @@ def pivot(cells: pd.DataFrame, value: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, failed
 
 
-def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path) -> Path:
+def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path, kind: str = "acc") -> Path:
     """Annotated heatmap; failed cells are marked 'failed', missing ones 'n/a'."""
     n_rows, n_cols = table.shape
+    values = table.to_numpy(dtype=float)
     fig, ax = plt.subplots(figsize=(1.4 * n_cols + 2.5, 1.0 * n_rows + 1.8))
-    im = ax.imshow(table.to_numpy(dtype=float), vmin=0.0, vmax=1.0, cmap="viridis")
+    if kind == "acc":
+        im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
+        dark = lambda v: v < 0.6  # noqa: E731
+    else:
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        im = ax.imshow(values, vmin=lo, vmax=hi, cmap="viridis_r")
+        dark = lambda v: v > lo + 0.4 * (hi - lo)  # noqa: E731
     ax.set_xticks(range(n_cols), table.columns, rotation=30, ha="right")
     ax.set_yticks(range(n_rows), table.index)
     ax.set_xlabel("decoder (target space)")
@@ -95,29 +108,30 @@ def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path)
         for j in range(n_cols):
             value = table.iat[i, j]
             text = "failed" if failed.iat[i, j] else ("n/a" if pd.isna(value) else f"{value:.3f}")
-            color = "red" if failed.iat[i, j] else ("white" if pd.isna(value) or value < 0.6 else "black")
+            color = "red" if failed.iat[i, j] else ("white" if pd.isna(value) or dark(value) else "black")
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=10, fontweight="bold" if i == j else None)
     ax.set_title(title, fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy" if kind == "acc" else "pixel MSE")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def plot_anchor_curve(cells: pd.DataFrame, path: Path) -> Path:
-    """Stitched accuracy vs number of anchors, one line per translator (the paper's Figure 3)."""
+def plot_anchor_curve(cells: pd.DataFrame, path: Path, kind: str = "acc") -> Path:
+    """Stitched score vs number of anchors, one line per translator (the paper's Figure 3)."""
     ok = cells[(cells["status"] == "ok")]
     fig, ax = plt.subplots(figsize=(6, 4))
     for translator, group in ok.groupby("translator"):
-        curve = group.groupby("num_anchors")["stitched_acc"].agg(["mean", "std"]).sort_index()
+        curve = group.groupby("num_anchors")[f"stitched_{kind}"].agg(["mean", "std"]).sort_index()
         ax.errorbar(curve.index, curve["mean"], yerr=curve["std"].fillna(0), marker="o", capsize=3, label=translator)
-    native = ok["native_acc"].mean()
+    native = ok[f"native_{kind}"].mean()
     ax.axhline(native, color="grey", linestyle="--", label=f"native ({native:.3f})")
     ax.set_xscale("log")
     ax.set_xlabel("number of anchors")
-    ax.set_ylabel("stitched accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel("stitched accuracy" if kind == "acc" else "stitched pixel MSE")
+    if kind == "acc":
+        ax.set_ylim(0, 1)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -132,7 +146,8 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     ok = cells[cells["status"] == "ok"]
     off = ok[ok["encoder"] != ok["decoder"]]
     off = off if len(off) else ok
-    numeric = [c for c in ("native_acc", "stitched_acc", "untranslated_acc", "stitched_over_native", "latent_cosine", "latent_mse") if c in off]
+    scores = [f"{part}_{kind}" for kind in ("acc", "macro_f1", "mse") for part in ("native", "stitched", "untranslated")]
+    numeric = [c for c in (*scores, "stitched_over_native", "latent_cosine", "latent_mse") if c in off and off[c].notna().any()]
     summary = off.groupby(keys, dropna=False)[numeric].mean(numeric_only=True)
     summary["cells"] = off.groupby(keys, dropna=False).size()
     summary["failed"] = cells[cells["status"] != "ok"].groupby(keys, dropna=False).size().reindex(summary.index).fillna(0).astype(int)
@@ -147,19 +162,22 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     summary = summarise(cells)
     summary.to_csv(sweep_dir / "summary.csv", index=False)
     varying = _settings(cells)
+    kind = score_kind(cells)
     plots: dict[str, Path] = {}
     keys = [k for k in SETTING_KEYS if k in cells]
     for setting, group in cells.groupby(keys, dropna=False) if keys else [((), cells)]:
         if "num_anchors" in varying and group["encoder"].nunique() * group["decoder"].nunique() == 1:
             continue  # a curve, not a grid
         name = grid_name(dict(zip(keys, setting)), varying)
-        table, failed = pivot(group, "stitched_acc")
-        plots[f"grid_{name}"] = plot_grid(table, failed, f"stitched accuracy ({name}); diagonal: native", sweep_dir / f"grid_{name}.png")
-    if "untranslated_acc" in cells:
-        table, failed = pivot(cells.drop_duplicates(["encoder", "decoder"]), "untranslated_acc")
-        plots["grid_untranslated"] = plot_grid(table, failed, "untranslated accuracy; diagonal: native", sweep_dir / "grid_untranslated.png")
+        table, failed = pivot(group, f"stitched_{kind}", kind)
+        title = f"stitched {'accuracy' if kind == 'acc' else 'pixel MSE'} ({name}); diagonal: native"
+        plots[f"grid_{name}"] = plot_grid(table, failed, title, sweep_dir / f"grid_{name}.png", kind)
+    if f"untranslated_{kind}" in cells:
+        table, failed = pivot(cells.drop_duplicates(["encoder", "decoder"]), f"untranslated_{kind}", kind)
+        title = f"untranslated {'accuracy' if kind == 'acc' else 'pixel MSE'}; diagonal: native"
+        plots["grid_untranslated"] = plot_grid(table, failed, title, sweep_dir / "grid_untranslated.png", kind)
     if "num_anchors" in varying:
-        plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png")
+        plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png", kind)
     failed = cells[cells["status"] != "ok"]
     return {"cells": cells, "summary": summary, "plots": plots, "failed": failed}
 

@@ -41,8 +41,8 @@ def make_logger(logger_cfg: DictConfig | None, group: str | None = None) -> Any:
     return instantiate(logger_cfg)
 
 
-def log_run(logger: Any, cfg: DictConfig, cell: dict[str, Any]) -> None:
-    """Config and cell metrics to the experiment logger."""
+def log_run(logger: Any, cfg: DictConfig, cell: dict[str, Any], images: dict[str, Path] | None = None) -> None:
+    """Config, cell metrics and any images to the experiment logger."""
     if not logger:
         return
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -51,6 +51,9 @@ def log_run(logger: Any, cfg: DictConfig, cell: dict[str, Any]) -> None:
     experiment = getattr(logger, "experiment", None)
     if hasattr(experiment, "summary"):
         experiment.summary.update(numbers)
+    if images and hasattr(logger, "log_image"):
+        for key, path in images.items():
+            logger.log_image(key=key, images=[str(path)])
 
 
 def finish_logger(logger: Any) -> None:
@@ -84,8 +87,34 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def save_image_strip(rows: dict[str, Any], path: Path, mean: list[float], std: list[float], count: int = 10) -> Path:
+    """One row of ``count`` images per entry of ``rows`` (originals, native, stitched, ...)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    fig, axes = plt.subplots(len(rows), count, figsize=(count * 0.9, len(rows) * 1.0 + 0.3), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        shown = (images[:count].float() * s + m).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        for c in range(count):
+            ax = axes[r][c]
+            ax.imshow(shown[c].squeeze(-1) if shown.shape[-1] == 1 else shown[c], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def format_cell(cell: dict[str, Any]) -> str:
     """A small table for the console."""
+    if "native_mse" in cell:
+        return format_reconstruction_cell(cell)
     lines = [
         f"cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  head={cell['head']}  "
         f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}",
@@ -97,4 +126,16 @@ def format_cell(cell: dict[str, Any]) -> str:
         f"  stitched/native {_fmt(cell['stitched_over_native'])}   latent MSE {_fmt(cell['latent_mse'])}   "
         f"latent cosine {_fmt(cell['latent_cosine'])}"
     )
+    return "\n".join(lines)
+
+
+def format_reconstruction_cell(cell: dict[str, Any]) -> str:
+    lines = [
+        f"reconstruction cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  "
+        f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}",
+        f"  {'':<13}{'pixel MSE':>10}",
+    ]
+    lines += [f"  {name:<13}{_fmt(cell[f'{name}_mse']):>10}" for name in ("native", "stitched", "untranslated")]
+    lines.append(f"  stitched/native {_fmt(cell['stitched_over_native'])}   latent MSE {_fmt(cell['latent_mse'])}   "
+                 f"latent cosine {_fmt(cell['latent_cosine'])}")  # fmt: skip
     return "\n".join(lines)

@@ -21,8 +21,8 @@ from latentstitch.decoders import get_decoder
 from latentstitch.encoders import SpaceBuilder
 from latentstitch.encoders.training import quiet_lightning
 from latentstitch.errors import ConfigError
-from latentstitch.logging import finish_logger, format_cell, log_run, make_logger, write_cells_csv, write_json
-from latentstitch.stitching import cell_identity, evaluate_cell
+from latentstitch.logging import finish_logger, format_cell, log_run, make_logger, save_image_strip, write_cells_csv, write_json
+from latentstitch.stitching import cell_identity, evaluate_cell, evaluate_reconstruction_cell
 from latentstitch.translation import TranslationError, Translator
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,25 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     source = builder.space(cfg.encoder)
     target = builder.space(cfg.decoder.space)
     anchor_idx = strategy.select(source.train_labels)
-    decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, data.num_classes, trainer_cfg, logger=logger)
-    cell = {**cell_identity(cfg), **evaluate_cell(source, target, decoder, translator, anchor_idx)}
-    cell["status"] = "ok"
+    images: dict[str, Path] = {}
+    if cfg.get("task", "classification") == "reconstruction":
+        decoder = builder.encoder(cfg.decoder.space).decoder  # the target autoencoder's own decoder
+        scores, outputs = evaluate_reconstruction_cell(source, target, decoder, translator, anchor_idx, data.test.images)
+        if global_rank() == 0:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            strip = {"original": data.test.images, **outputs}
+            images["reconstructions"] = save_image_strip(strip, output_dir / "reconstructions.png", list(ds.mean), list(ds.std))
+    else:
+        decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, data.num_classes, trainer_cfg, logger=logger)
+        scores = evaluate_cell(source, target, decoder, translator, anchor_idx)
+    cell = {**cell_identity(cfg), **scores, "status": "ok"}
 
     if global_rank() == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "metrics.json", cell)
         write_cells_csv(output_dir / "cells.csv", [cell])
         print(format_cell(cell), flush=True)
-        log_run(logger, cfg, cell)
+        log_run(logger, cfg, cell, images)
     finish_logger(logger)
     return cell
 

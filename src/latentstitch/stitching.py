@@ -30,7 +30,7 @@ def cell_identity(cfg: DictConfig) -> dict[str, Any]:
         "decoder": f"{cfg.decoder.space.name}:s{cfg.decoder.space.seed}",
         "translator": _name_of_target(cfg.translator, TRANSLATORS),
         "scaling": cfg.translator.get("scaling", "standard"),
-        "head": cfg.head.name,
+        "head": cfg.head.name if cfg.get("task", "classification") == "classification" else "own-decoder",
         "anchors": _name_of_target(cfg.anchors, ANCHORS),
         "num_anchors": int(cfg.anchors.num),
         "anchor_seed": int(cfg.anchors.seed),
@@ -63,3 +63,30 @@ def evaluate_cell(source: Space, target: Space, decoder: nn.Module, translator: 
     result["latent_mse"] = metrics.latent_mse(translated, target.test)
     result["latent_cosine"] = metrics.mean_cosine(translated, target.test)
     return result
+
+
+@torch.no_grad()
+def evaluate_reconstruction_cell(
+    source: Space, target: Space, decoder: nn.Module, translator: Translator, anchor_idx: torch.Tensor, images: torch.Tensor
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Reconstruction stitching: the target autoencoder's decoder on native, translated and
+    untranslated test latents, scored by pixel MSE against the original images.
+
+    Returns the scores and the reconstructions (for an image strip).
+    """
+    translator.fit(source.train[anchor_idx], target.train[anchor_idx])
+    translated = translator.transform(source.test)
+    decoder.eval()
+    parts = {"native": target.test, "stitched": translated, "untranslated": source.test if source.dim == target.dim else None}
+    result: dict[str, Any] = {"source_dim": source.dim, "target_dim": target.dim, "num_anchors": int(len(anchor_idx))}
+    outputs = {}
+    for name, latents in parts.items():
+        if latents is None:
+            result[f"{name}_mse"] = None
+            continue
+        outputs[name] = torch.cat([decoder(chunk) for chunk in latents.split(1024)])
+        result[f"{name}_mse"] = metrics.latent_mse(outputs[name], images)
+    result["stitched_over_native"] = result["stitched_mse"] / result["native_mse"]
+    result["latent_mse"] = metrics.latent_mse(translated, target.test)
+    result["latent_cosine"] = metrics.mean_cosine(translated, target.test)
+    return result, outputs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +13,8 @@ from omegaconf import DictConfig
 
 from latentstitch.cache import Cache
 from latentstitch.data import DatasetSplits
-from latentstitch.encoders.training import ClassifierModule, extract_features, fit_classifier
-from latentstitch.encoders.zoo import build_encoder, encoder_label, to_container
+from latentstitch.encoders.training import EncoderModule, extract_features, fit_module
+from latentstitch.encoders.zoo import build_encoder, encoder_label, feature_dim, to_container
 from latentstitch.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,9 @@ class SpaceBuilder:
 
     def dim(self, encoder_cfg: DictConfig) -> int:
         """Latent dim of an encoder, from its untrained network (cheap; used to validate early)."""
-        return build_encoder(encoder_cfg, self.input_shape, self.data.num_classes).head.in_features
+        return feature_dim(build_encoder(encoder_cfg, self.input_shape, self.data.num_classes).features, self.input_shape)
 
-    def encoder(self, encoder_cfg: DictConfig) -> ClassifierModule:
+    def encoder(self, encoder_cfg: DictConfig) -> EncoderModule:
         module = build_encoder(encoder_cfg, self.input_shape, self.data.num_classes)
         state = self.cache.get_or_build(
             "encoder", encoder_spec(self.dataset_cfg, encoder_cfg), lambda: self._train(module, encoder_cfg), encoder_label(encoder_cfg)
@@ -70,11 +71,12 @@ class SpaceBuilder:
         module.load_state_dict(state)
         return module.eval()
 
-    def _train(self, module: ClassifierModule, encoder_cfg: DictConfig) -> dict[str, torch.Tensor]:
+    def _train(self, module: EncoderModule, encoder_cfg: DictConfig) -> dict[str, torch.Tensor]:
         train = encoder_cfg.train
         log.info("training encoder %s for %d epochs", encoder_label(encoder_cfg), train.epochs)
         L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)
-        fit_classifier(
+        start = time.perf_counter()
+        fit_module(
             module,
             (self.data.train.images, self.data.train.labels),
             (self.data.val.images, self.data.val.labels),
@@ -83,6 +85,7 @@ class SpaceBuilder:
             trainer_cfg=self.trainer_cfg,
             logger=self.logger,
         )
+        log.info("trained encoder %s in %.1f s", encoder_label(encoder_cfg), time.perf_counter() - start)
         state = {k: v.clone() for k, v in module.state_dict().items()}
         if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
             raise ConfigError(
@@ -93,14 +96,16 @@ class SpaceBuilder:
 
     def space(self, encoder_cfg: DictConfig) -> Space:
         label = encoder_label(encoder_cfg)
-        trained: list[ClassifierModule] = []  # the encoder is loaded at most once, and only on a miss
+        trained: list[EncoderModule] = []  # the encoder is loaded at most once, and only on a miss
 
         def encode(split: str) -> dict[str, torch.Tensor]:
             if not trained:
                 trained.append(self.encoder(encoder_cfg))
             data = self.data.split(split)
             batch_size = int(encoder_cfg.get("extract_batch_size") or encoder_cfg.train.batch_size)
+            start = time.perf_counter()
             latents = extract_features(trained[0], data.images, data.labels, batch_size, self.trainer_cfg)
+            log.info("encoded %s %s split (%d samples) in %.1f s", label, split, len(latents), time.perf_counter() - start)
             bad = int((~torch.isfinite(latents)).sum())
             if bad:
                 raise ConfigError(

@@ -40,30 +40,26 @@ class IndexedTensors(Dataset):
         return i, self.inputs[i], self.labels[i]
 
 
-class ClassifierModule(L.LightningModule):
-    """``head(features(x))`` trained with cross-entropy; ``predict_step`` returns ``features(x)``.
+class EncoderModule(L.LightningModule):
+    """What every trainable model here shares: ``features`` (the encoder proper, what
+    ``predict_step`` returns), AdamW with a one-cycle schedule, and per-stage logging."""
 
-    For an encoder, ``features`` is the backbone and ``head`` a linear classifier; for a decoder
-    head trained on latents, ``features`` is the identity.
-    """
-
-    def __init__(self, features: nn.Module, head: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, name: str = "model"):
+    def __init__(self, features: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, name: str = "model"):
         super().__init__()
-        self.features, self.head = features, head
+        self.features = features
         self.lr, self.weight_decay, self.name = lr, weight_decay, name
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"loss": ..., and any other metric to log} for one batch."""
+        raise NotImplementedError
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         _, x, y = batch
-        logits = self(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        acc = (logits.argmax(dim=1) == y).float().mean()
+        scores = self.loss(x, y)
         on_step = stage == "train"
-        self.log(f"{self.name}/{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=True)
-        self.log(f"{self.name}/{stage}_acc", acc, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=True)
-        return loss
+        for key, value in scores.items():
+            self.log(f"{self.name}/{stage}_{key}", value, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=True)
+        return scores["loss"]
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -83,6 +79,39 @@ class ClassifierModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+class ClassifierModule(EncoderModule):
+    """``head(features(x))`` trained with cross-entropy.
+
+    For an encoder, ``features`` is the backbone and ``head`` a linear classifier; for a decoder
+    head trained on latents, ``features`` is the identity.
+    """
+
+    def __init__(self, features: nn.Module, head: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, name: str = "model"):
+        super().__init__(features, lr, weight_decay, name)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def loss(self, x, y):
+        logits = self(x)
+        return {"loss": nn.functional.cross_entropy(logits, y), "acc": (logits.argmax(dim=1) == y).float().mean()}
+
+
+class AutoencoderModule(EncoderModule):
+    """``decoder(features(x))`` trained to reconstruct ``x`` (mean squared error)."""
+
+    def __init__(self, features: nn.Module, decoder: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0, name: str = "model"):
+        super().__init__(features, lr, weight_decay, name)
+        self.decoder = decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.features(x))
+
+    def loss(self, x, y):
+        return {"loss": nn.functional.mse_loss(self(x), x)}
+
+
 def make_trainer(trainer_cfg: dict[str, Any], logger: Any = False, **overrides: Any) -> L.Trainer:
     """A Lightning Trainer from the ``trainer`` config group; we cache weights ourselves."""
     kwargs = dict(trainer_cfg)
@@ -95,15 +124,15 @@ def loader(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle:
     return DataLoader(IndexedTensors(inputs, labels), batch_size=batch_size, shuffle=shuffle, num_workers=0)
 
 
-def fit_classifier(
-    module: ClassifierModule,
+def fit_module(
+    module: EncoderModule,
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor] | None,
     epochs: int,
     batch_size: int,
     trainer_cfg: dict[str, Any],
     logger: Any = False,
-) -> ClassifierModule:
+) -> EncoderModule:
     trainer = make_trainer(trainer_cfg, logger=logger, max_epochs=epochs)
     val_loader = loader(*val, batch_size) if val is not None and len(val[1]) else None
     trainer.fit(module, loader(*train, batch_size, shuffle=True), val_loader)
@@ -135,7 +164,7 @@ class OrderedGather(BasePredictionWriter):
 
 @torch.no_grad()
 def extract_features(
-    module: ClassifierModule, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, trainer_cfg: dict[str, Any]
+    module: EncoderModule, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, trainer_cfg: dict[str, Any]
 ) -> torch.Tensor:
     """``module.features`` over ``inputs`` via ``Trainer.predict``: one row per input, in order."""
     gather = OrderedGather()

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from latentstitch.encoders.training import ClassifierModule
+from latentstitch.encoders.training import AutoencoderModule, ClassifierModule, EncoderModule
 
 
 def encoder_label(encoder_cfg: DictConfig | dict) -> str:
@@ -29,20 +29,18 @@ def feature_dim(backbone: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(dim)
 
 
-def build_encoder(encoder_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> ClassifierModule:
-    """The untrained encoder + linear classifier, initialised from ``encoder_cfg.seed``."""
+def build_encoder(encoder_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> EncoderModule:
+    """The untrained encoder with its training objective, initialised from ``encoder_cfg.seed``:
+    a linear classifier on the pooled features, or (``objective: reconstruction``) the decoder
+    network of an autoencoder."""
     L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)
     model_cfg: Any = encoder_cfg.model
     backbone = instantiate(model_cfg, _convert_="all")
-    head = nn.Linear(feature_dim(backbone, input_shape), num_classes)
     train = encoder_cfg.get("train") or {}
-    return ClassifierModule(
-        backbone,
-        head,
-        lr=float(train.get("lr", 1e-3)),
-        weight_decay=float(train.get("weight_decay", 0.0)),
-        name=f"encoder/{encoder_label(encoder_cfg)}",
-    )
+    options = {"lr": float(train.get("lr", 1e-3)), "weight_decay": float(train.get("weight_decay", 0.0)), "name": f"encoder/{encoder_label(encoder_cfg)}"}
+    if encoder_cfg.get("objective", "classification") == "reconstruction":
+        return AutoencoderModule(backbone, instantiate(encoder_cfg.decoder_model, _convert_="all"), **options)
+    return ClassifierModule(backbone, nn.Linear(feature_dim(backbone, input_shape), num_classes), **options)
 
 
 def to_container(cfg: DictConfig | dict) -> dict:

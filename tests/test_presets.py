@@ -1,0 +1,51 @@
+"""Experiment presets: each composes into a sweep; the cheap ones run end to end on the digits."""
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import ROOT, TINY
+from latentstitch.config import register_resolvers
+
+PRESETS = {
+    "cross_seed": {"encoder.seed", "decoder.space.seed", "translator"},
+    "cross_architecture": {"encoder", "decoder", "translator"},
+    "translators": {"encoder", "decoder", "translator"},
+    "anchor_count": {"anchors.num", "translator"},
+    "scaling": {"translator", "translator.scaling"},
+    "reconstruction": {"translator"},
+}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_composes_into_a_sweep(name):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert set(cfg.hydra.sweeper.params) == PRESETS[name]
+    if name == "reconstruction":
+        assert cfg.task == "reconstruction" and cfg.encoder.name == "ae" and cfg.decoder.space.seed == 1
+
+
+def test_anchor_count_preset_gives_a_curve(cli):
+    r = cli([*TINY, "+experiment=anchor_count", "anchors.num=10,1000", "translator=ortho,linear"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (r.run_dir / "anchors_curve.png").stat().st_size > 10_000
+    summary = pd.read_csv(r.run_dir / "summary.csv").set_index(["translator", "num_anchors"])
+    assert len(summary) == 4
+    assert summary.loc[("ortho", 1000), "stitched_acc"] > summary.loc[("ortho", 10), "stitched_acc"] + 0.2  # more anchors help
+
+
+def test_reconstruction_preset_stitches_autoencoders(cli):
+    r = cli(["dataset=digits", "logger=none", "trainer.enable_progress_bar=false", "anchors.num=500", "+experiment=reconstruction",
+             "translator=ortho,linear", "encoder.train.epochs=30", "encoder.train.batch_size=64",
+             "decoder.space.train.epochs=30", "decoder.space.train.batch_size=64"])  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    grid = pd.read_csv(r.run_dir / "grid.csv")
+    assert set(grid["translator"]) == {"ortho", "linear"} and (grid["status"] == "ok").all()
+    assert (grid["encoder"] == "ae:s0").all() and (grid["decoder"] == "ae:s1").all()
+    for _, cell in grid.iterrows():
+        assert cell["native_mse"] < cell["stitched_mse"] < 0.6 * cell["untranslated_mse"]  # translation recovers most of it
+    assert all((r.run_dir / job / "reconstructions.png").stat().st_size > 5_000 for job in ("0", "1"))
+    assert (r.run_dir / "grid_ortho.png").exists()
