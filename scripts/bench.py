@@ -88,9 +88,8 @@ def bench_extraction(dataset: str) -> None:
 
 def run_cli(args: list[str], cache: Path, out: Path) -> tuple[float, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    where = f"hydra.sweep.dir={out}" if "-m" in args else f"hydra.run.dir={out}"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={cache}", where],
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={cache}", f"hydra.run.dir={out}", f"hydra.sweep.dir={out}"],
                           cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
     elapsed = time.perf_counter() - start
     if proc.returncode:

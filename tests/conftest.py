@@ -46,9 +46,9 @@ def run_cli(args: list[str], tmp: Path, cache: Path | None = None, timeout: int 
     run_dir = tmp / f"run{len(list(tmp.glob('run*')))}"
     cache = cache or tmp / "cache"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}
-    where = f"hydra.sweep.dir={run_dir}" if "-m" in args else f"hydra.run.dir={run_dir}"  # run_dir is the sweep dir with -m
+    dirs = [f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}"]  # run_dir is the sweep dir in a multirun
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={cache}", where],
+        [sys.executable, str(ROOT / "run.py"), *args, f"paths.cache_dir={cache}", *dirs],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
     )  # fmt: skip
     return Result(proc.returncode, proc.stdout, proc.stderr, run_dir)
