@@ -100,3 +100,14 @@ def test_ddp_inside_a_multirun(cli):
     grid = check_grid(r.run_dir, 2, ["ortho"])
     assert set(grid["encoder"]) == {"mlp:s0", "mlp:s1"}
     assert sorted(p.parent.name for p in r.run_dir.glob("*/train_ddp_process_1.log")) == ["0", "1"]
+
+
+def test_sweep_logs_cells_and_grid_to_wandb_offline(cli):
+    r = cli(["-m", *[a for a in TINY if a != "logger=none"], "logger=wandb", "translator=ortho,linear"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    for job in ("0", "1"):  # one offline W&B run per cell
+        assert len(list((r.run_dir / job / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    grid_runs = list((r.run_dir / "wandb").glob("offline-run-*"))
+    assert len(grid_runs) == 1  # plus one for the grid, with the table and the heatmaps
+    media = grid_runs[0] / "files" / "media"
+    assert list(media.glob("table/grid_*.table.json")) and len(list(media.glob("images/*.png"))) == 3

@@ -58,7 +58,9 @@ class EncoderModule(L.LightningModule):
         scores = self.loss(x, y)
         on_step = stage == "train"
         for key, value in scores.items():
-            self.log(f"{self.name}/{stage}_{key}", value, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=True)
+            self.log(f"{self.name}/{stage}_{key}", value, on_step=on_step, on_epoch=True, sync_dist=True)
+            # short names for the progress bar only (the full names do not fit beside it)
+            self.log(f"{stage}_{key}", value, prog_bar=True, logger=False, on_step=on_step, on_epoch=not on_step, sync_dist=True)
         return scores["loss"]
 
     def training_step(self, batch, batch_idx):
