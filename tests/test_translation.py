@@ -130,3 +130,18 @@ def test_bad_inputs_raise_one_clear_error():
         TRANSLATORS["ortho"]().fit(x, x[:40])
     with pytest.raises(ValueError, match="scaling"):
         TRANSLATORS["ortho"](scaling="minmax")
+
+
+def test_rank_deficient_float32_latents_do_not_blow_up_least_squares():
+    """Mean-pooled LayerNorm features satisfy one linear constraint (rank d-1); the direction
+    float32 cannot resolve must be dropped, not fitted to the noise (that gave singular values
+    ~1e5 and ruined lortho)."""
+    free = data(2000, 31, 35, torch.float32)
+    x = torch.cat([free, -free.sum(1, keepdim=True)], dim=1)  # rank 31 in 32 dims, up to float32 rounding
+    q = random_orthogonal(32, seed=36).float()
+    y = x @ q + 0.05 * data(2000, 32, 37, torch.float32)
+    for name in ("linear", "lortho"):
+        assert torch.linalg.svdvals(TRANSLATORS[name]().fit(x, y).matrix.double()).max() < 10, name
+    x_test = torch.cat([free[:200], x[:200, -1:]], dim=1)
+    out = TRANSLATORS["lortho"]().fit(x[200:], y[200:]).transform(x_test)
+    assert torch.nn.functional.cosine_similarity(out, x_test @ q, dim=1).mean() > 0.95

@@ -34,9 +34,17 @@ def _as_matrix(name: str, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def lstsq_min_norm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """argmin_R ||x R - y||_F, the minimum-norm solution when under-determined."""
-    return torch.linalg.lstsq(x, y, driver="gelsd").solution
+def lstsq_min_norm(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype | None = None) -> torch.Tensor:
+    """argmin_R ||x R - y||_F, the minimum-norm solution when under-determined or rank deficient.
+
+    Singular values below ``eps * max(n, d)`` of ``precision`` (the dtype the latents came in,
+    NumPy's and LAPACK's convention) count as zero: float32 latents cannot pin down directions
+    below float32 precision, and solving for them in float64 blows the solution up (measured: a
+    ViT's mean-pooled LayerNorm features are rank d-1, and keeping the null direction gave a
+    largest singular value of 8e5 instead of 19).
+    """
+    rcond = torch.finfo(precision or x.dtype).eps * max(x.shape)
+    return torch.linalg.lstsq(x, y, rcond=rcond, driver="gelsd").solution
 
 
 def nearest_orthogonal(m: torch.Tensor) -> torch.Tensor:
@@ -53,6 +61,7 @@ class Translator:
         self.x_scaling = make_scaling(scaling)
         self.y_scaling = make_scaling(scaling)
         self.matrix: torch.Tensor | None = None
+        self._precision: torch.dtype | None = None  # dtype of the anchors, sets the numerical rank
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scaling={self.scaling!r})"
@@ -70,6 +79,7 @@ class Translator:
         x64, y64 = x.detach().cpu().double(), y.detach().cpu().double()
         self.x_scaling.fit(x64, eps_dtype=x.dtype)
         self.y_scaling.fit(y64, eps_dtype=y.dtype)
+        self._precision = x.dtype
         matrix = self._estimate(self.x_scaling.transform(x64), self.y_scaling.transform(y64))
         self.matrix = matrix.to(device=x.device, dtype=x.dtype)
         return self
@@ -99,14 +109,14 @@ class LinearTranslator(Translator):
     """R = argmin ||X R - Y|| (least squares, minimum norm when under-determined)."""
 
     def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return lstsq_min_norm(x, y)
+        return lstsq_min_norm(x, y, self._precision)
 
 
 class AffineTranslator(Translator):
     """Least squares with a bias column: [X 1] W = Y. After standard scaling the bias is ~0."""
 
     def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return lstsq_min_norm(F.pad(x, (0, 1), value=1.0), y)
+        return lstsq_min_norm(F.pad(x, (0, 1), value=1.0), y, self._precision)
 
     def _apply(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         return x @ matrix[:-1] + matrix[-1]
@@ -116,7 +126,7 @@ class LOrthoTranslator(Translator):
     """The orthogonal factor U V^T of the least-squares solution (no padding: semi-orthogonal)."""
 
     def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nearest_orthogonal(lstsq_min_norm(x, y))
+        return nearest_orthogonal(lstsq_min_norm(x, y, self._precision))
 
 
 class OrthoTranslator(Translator):
