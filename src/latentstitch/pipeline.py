@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from latentstitch.anchors import AnchorStrategy
 from latentstitch.cache import Cache, global_rank
-from latentstitch.data import load_splits
+from latentstitch.data import DatasetSplits, load_splits
 from latentstitch.decoders import get_decoder
-from latentstitch.encoders import SpaceBuilder
+from latentstitch.encoders import Space, SpaceBuilder
 from latentstitch.encoders.training import quiet_lightning
 from latentstitch.errors import ConfigError
 from latentstitch.logging import finish_logger, format_cell, log_run, make_logger, save_image_strip, write_cells_csv, write_json
@@ -36,16 +36,22 @@ def _instantiate(node: DictConfig, group: str) -> Any:
         raise ConfigError(f"{group}: {cause}") from None
 
 
+def load_data(ds: DictConfig, data_dir: str) -> DatasetSplits:
+    return load_splits(ds.name, data_dir, list(ds.mean), list(ds.std), int(ds.num_classes),
+                       float(ds.val_fraction), int(ds.split_seed), bool(ds.get("download", False)))  # fmt: skip
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the cell described by ``cfg``; write ``metrics.json`` and ``cells.csv`` into
-    ``cfg.paths.output_dir`` and return the cell's scores."""
+    ``cfg.paths.output_dir`` and return the cell's scores.
+
+    Everything that can be checked without training (settings, dataset, anchor count, whether
+    the translator can map the two dims) is checked before anything is written.
+    """
     quiet_lightning()
-    output_dir = Path(cfg.paths.output_dir)
     translator: Translator = _instantiate(cfg.translator, "translator")
     strategy: AnchorStrategy = _instantiate(cfg.anchors, "anchors")
-    ds = cfg.dataset
-    data = load_splits(ds.name, cfg.paths.data_dir, list(ds.mean), list(ds.std), int(ds.num_classes),
-                       float(ds.val_fraction), int(ds.split_seed), bool(ds.get("download", False)))  # fmt: skip
+    data = load_data(cfg.dataset, cfg.paths.data_dir)
     strategy.check(len(data.train))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     builder = SpaceBuilder(Cache(cfg.paths.cache_dir), data, cfg.dataset, trainer_cfg)
@@ -55,32 +61,43 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(str(e)) from None
 
     sweep = Path(HydraConfig.get().sweep.dir).name if _hydra_mode() == RunMode.MULTIRUN else None
-    logger = make_logger(cfg.logger, group=sweep)
-    builder.logger = logger
-    source = builder.space(cfg.encoder)
-    target = builder.space(cfg.decoder.space)
-    anchor_idx = strategy.select(source.train_labels)
-    images: dict[str, Path] = {}
-    if cfg.get("task", "classification") == "reconstruction":
-        decoder = builder.encoder(cfg.decoder.space).decoder  # the target autoencoder's own decoder
-        scores, outputs = evaluate_reconstruction_cell(source, target, decoder, translator, anchor_idx, data.test.images)
+    builder.logger = logger = make_logger(cfg.logger, group=sweep)
+    try:
+        source = builder.space(cfg.encoder)
+        target = builder.space(cfg.decoder.space)
+        anchor_idx = strategy.select(source.train_labels)
+        if cfg.get("task", "classification") == "reconstruction":
+            scores, images = _reconstruction(cfg, builder, source, target, translator, anchor_idx)
+        else:
+            decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, data.num_classes, trainer_cfg, logger=logger)
+            scores, images = evaluate_cell(source, target, decoder, translator, anchor_idx), {}
+        cell = {**cell_identity(cfg), **scores, "status": "ok"}
         if global_rank() == 0:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            strip = {"original": data.test.images, **outputs}
-            images["reconstructions"] = save_image_strip(strip, output_dir / "reconstructions.png", list(ds.mean), list(ds.std))
-    else:
-        decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, data.num_classes, trainer_cfg, logger=logger)
-        scores = evaluate_cell(source, target, decoder, translator, anchor_idx)
-    cell = {**cell_identity(cfg), **scores, "status": "ok"}
-
-    if global_rank() == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(output_dir / "metrics.json", cell)
-        write_cells_csv(output_dir / "cells.csv", [cell])
-        print(format_cell(cell), flush=True)
-        log_run(logger, cfg, cell, images)
-    finish_logger(logger)
+            _write_outputs(Path(cfg.paths.output_dir), cell)
+            log_run(logger, cfg, cell, images)
+    finally:
+        finish_logger(logger)
     return cell
+
+
+def _reconstruction(cfg: DictConfig, builder: SpaceBuilder, source: Space, target: Space, translator: Translator, anchor_idx) -> tuple[dict, dict]:
+    """Reconstruction cell: the target autoencoder's own decoder; saves the image strip."""
+    images = builder.data.test.images
+    decoder = builder.encoder(cfg.decoder.space).decoder
+    scores, outputs = evaluate_reconstruction_cell(source, target, decoder, translator, anchor_idx, images)
+    if global_rank() != 0:
+        return scores, {}
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    strip = save_image_strip({"original": images, **outputs}, output_dir / "reconstructions.png", list(cfg.dataset.mean), list(cfg.dataset.std))
+    return scores, {"reconstructions": strip}
+
+
+def _write_outputs(output_dir: Path, cell: dict[str, Any]) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / "metrics.json", cell)
+    write_cells_csv(output_dir / "cells.csv", [cell])
+    print(format_cell(cell), flush=True)
 
 
 def _hydra_mode() -> RunMode | None:
