@@ -145,3 +145,4 @@ def test_rank_deficient_float32_latents_do_not_blow_up_least_squares():
     x_test = torch.cat([free[:200], x[:200, -1:]], dim=1)
     out = TRANSLATORS["lortho"]().fit(x[200:], y[200:]).transform(x_test)
     assert torch.nn.functional.cosine_similarity(out, x_test @ q, dim=1).mean() > 0.95
+

@@ -43,12 +43,21 @@ def _scores(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor) -> dic
     return {"acc": metrics.accuracy(pred, labels), "macro_f1": metrics.macro_f1(pred, labels)}
 
 
+def _fidelity(source: Space, target: Space, translated: torch.Tensor) -> dict[str, float]:
+    """How close T(x) lands to y on the test set, and how similar the two spaces are to begin with."""
+    return {
+        "latent_mse": metrics.latent_mse(translated, target.test),
+        "latent_cosine": metrics.mean_cosine(translated, target.test),
+        "cka": metrics.linear_cka(source.test, target.test),
+    }
+
+
 def evaluate_cell(source: Space, target: Space, decoder: nn.Module, translator: Translator, anchor_idx: torch.Tensor) -> dict[str, Any]:
     """Fit ``translator`` on the anchors, then score ``decoder`` (trained on ``target``).
 
     Returns a flat dict: ``{native,stitched,untranslated}_{acc,macro_f1}`` (untranslated is None
-    when the dims differ) and the translation fidelity ``latent_mse`` / ``latent_cosine`` between
-    T(source test) and target test.
+    when the dims differ), the translation fidelity ``latent_mse`` / ``latent_cosine`` between
+    T(source test) and target test, and the linear ``cka`` between the two test spaces.
     """
     if not torch.equal(source.test_labels, target.test_labels):
         raise ValueError("source and target test latents are not parallel (labels differ)")
@@ -60,8 +69,7 @@ def evaluate_cell(source: Space, target: Space, decoder: nn.Module, translator: 
         scores = _scores(decoder, latents, target.test_labels) if latents is not None else {"acc": None, "macro_f1": None}
         result.update({f"{name}_{k}": v for k, v in scores.items()})
     result["stitched_over_native"] = result["stitched_acc"] / result["native_acc"] if result["native_acc"] else None
-    result["latent_mse"] = metrics.latent_mse(translated, target.test)
-    result["latent_cosine"] = metrics.mean_cosine(translated, target.test)
+    result.update(_fidelity(source, target, translated))
     return result
 
 
@@ -87,6 +95,5 @@ def evaluate_reconstruction_cell(
         outputs[name] = torch.cat([decoder(chunk) for chunk in latents.split(1024)])
         result[f"{name}_mse"] = metrics.latent_mse(outputs[name], images)
     result["stitched_over_native"] = result["stitched_mse"] / result["native_mse"]
-    result["latent_mse"] = metrics.latent_mse(translated, target.test)
-    result["latent_cosine"] = metrics.mean_cosine(translated, target.test)
+    result.update(_fidelity(source, target, translated))
     return result, outputs
