@@ -147,7 +147,7 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     off = ok[ok["encoder"] != ok["decoder"]]
     off = off if len(off) else ok
     scores = [f"{part}_{kind}" for kind in ("acc", "macro_f1", "mse") for part in ("native", "stitched", "untranslated")]
-    numeric = [c for c in (*scores, "stitched_over_native", "latent_cosine", "latent_mse") if c in off and off[c].notna().any()]
+    numeric = [c for c in (*scores, "stitched_over_native", "latent_cosine", "latent_mse", "cka") if c in off and off[c].notna().any()]
     summary = off.groupby(keys, dropna=False)[numeric].mean(numeric_only=True)
     summary["cells"] = off.groupby(keys, dropna=False).size()
     summary["failed"] = cells[cells["status"] != "ok"].groupby(keys, dropna=False).size().reindex(summary.index).fillna(0).astype(int)
