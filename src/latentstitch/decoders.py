@@ -61,15 +61,23 @@ def _fit_svm(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor, head_
         head[0].bias.copy_(torch.from_numpy(np.nan_to_num(full_b, neginf=-1e9)))
 
 
-def train_head(head_cfg: DictConfig | dict, train: tuple[torch.Tensor, torch.Tensor], num_classes: int, trainer_cfg: dict[str, Any], logger: Any = False, name: str = "decoder") -> nn.Module:
-    """A freshly trained head on ``train = (latents, labels)``."""
+def train_head(
+    head_cfg: DictConfig | dict,
+    train: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    trainer_cfg: dict[str, Any],
+    logger: Any = False,
+    name: str = "decoder",
+    max_epochs: int | None = None,
+) -> nn.Module:
+    """A freshly trained head on ``train = (latents, labels)`` (``max_epochs``: the dataset's cap)."""
     L.seed_everything(int(head_cfg.get("seed", 0)), workers=True, verbose=False)
     head = build_head(head_cfg, train[0].shape[1], num_classes)
     if head_cfg["name"] == "svm":
         _fit_svm(head, *train, head_cfg)
         return head
     module = ClassifierModule(nn.Identity(), head, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name)
-    fit_module(module, train, None, int(head_cfg["epochs"]), int(head_cfg["batch_size"]), trainer_cfg, logger)
+    fit_module(module, train, None, int(head_cfg["steps"]), int(head_cfg["batch_size"]), trainer_cfg, logger, max_epochs)
     return head
 
 
@@ -92,7 +100,8 @@ def get_decoder(
 
     def build() -> dict[str, torch.Tensor]:
         log.info("training decoder %s", label)
-        head = train_head(head_cfg, (target.train, target.train_labels), num_classes, trainer_cfg, logger, name=f"decoder/{target.label}")
+        head = train_head(head_cfg, (target.train, target.train_labels), num_classes, trainer_cfg, logger,
+                          name=f"decoder/{target.label}", max_epochs=dataset_cfg.get("max_epochs"))  # fmt: skip
         return {k: v.clone() for k, v in head.state_dict().items()}
 
     head = build_head(head_cfg, target.dim, num_classes)

@@ -66,8 +66,11 @@ def grid_name(setting: dict[str, Any], varying: list[str]) -> str:
 
 
 def score_kind(cells: pd.DataFrame) -> str:
-    """``acc`` for classification sweeps, ``mse`` (pixel MSE) for reconstruction sweeps."""
-    return "acc" if "stitched_acc" in cells and cells["stitched_acc"].notna().any() else "mse"
+    """``mse`` (pixel MSE) for reconstruction sweeps, ``acc`` otherwise: read from the cells'
+    ``task``, which failed cells carry too, so a sweep in which every cell failed still has one."""
+    if "task" in cells and cells["task"].notna().any():
+        return "mse" if (cells["task"] == "reconstruction").any() else "acc"
+    return "mse" if "stitched_mse" in cells and cells["stitched_mse"].notna().any() else "acc"
 
 
 def pivot(cells: pd.DataFrame, value: str, kind: str = "acc") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -159,6 +162,9 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     sweep_dir = Path(sweep_dir)
     cells = read_cells(sweep_dir)
     cells.to_csv(sweep_dir / "grid.csv", index=False)
+    failed_cells = cells[cells["status"] != "ok"]
+    if len(failed_cells) == len(cells):  # nothing to plot or average: the failures are the report
+        return {"cells": cells, "summary": pd.DataFrame(), "plots": {}, "failed": failed_cells}
     summary = summarise(cells)
     summary.to_csv(sweep_dir / "summary.csv", index=False)
     varying = _settings(cells)
@@ -178,8 +184,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
         plots["grid_untranslated"] = plot_grid(table, failed, title, sweep_dir / "grid_untranslated.png", kind)
     if "num_anchors" in varying:
         plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png", kind)
-    failed = cells[cells["status"] != "ok"]
-    return {"cells": cells, "summary": summary, "plots": plots, "failed": failed}
+    return {"cells": cells, "summary": summary, "plots": plots, "failed": failed_cells}
 
 
 def log_report_to_wandb(report: dict[str, Any], logger_cfg: DictConfig, group: str, sweep_dir: Path) -> None:
@@ -205,11 +210,23 @@ def report_and_exit_code(sweep_dir: str | Path, logger_cfg: DictConfig | None = 
     except EmptySweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"grid: {len(report['cells'])} cells -> {Path(sweep_dir) / 'grid.csv'}; plots: {', '.join(p.name for p in report['plots'].values())}")
-    print(report["summary"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    except Exception as e:  # noqa: BLE001 - a broken report must fail the sweep, loudly
+        log.exception("grid report failed")
+        print(f"error: could not build the grid of {sweep_dir}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    cells, failed = report["cells"], report["failed"]
+    plots = ", ".join(p.name for p in report["plots"].values()) or "none"
+    print(f"grid: {len(cells)} cells ({len(cells) - len(failed)} ok, {len(failed)} failed) -> {Path(sweep_dir) / 'grid.csv'}; plots: {plots}")
+    if len(report["summary"]):
+        print(report["summary"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if "resumed" in cells:
+        print(f"resumed: {int(cells['resumed'].fillna(False).astype(bool).sum())} cells kept from an earlier run of this sweep")
     if logger_cfg is not None and is_wandb(logger_cfg):
-        log_report_to_wandb(report, logger_cfg, Path(sweep_dir).name, Path(sweep_dir))
-    failed = report["failed"]
+        try:
+            log_report_to_wandb(report, logger_cfg, Path(sweep_dir).name, Path(sweep_dir))
+        except Exception as e:  # noqa: BLE001 - the files are written; say what did not reach W&B
+            print(f"error: the grid was written but not logged to W&B: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
     for _, row in failed.iterrows():
         print(f"error: cell {row.get('encoder')} -> {row.get('decoder')} ({row.get('translator')}) failed: {row.get('error')}", file=sys.stderr)
     return 1 if len(failed) else 0
@@ -219,6 +236,11 @@ class GridCallback(Callback):
     """Hydra callback: at the end of a multirun, build the sweep's grids; exit non-zero if cells failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        code = report_and_exit_code(config.hydra.sweep.dir, config.get("logger"))
+        # Hydra turns an exception raised here into a warning and exits 0; SystemExit goes through
+        try:
+            code = report_and_exit_code(config.hydra.sweep.dir, config.get("logger"))
+        except BaseException as e:  # noqa: BLE001
+            print(f"error: grid callback failed: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
         if code:
             sys.exit(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -22,6 +24,7 @@ from latentstitch.encoders import Space, SpaceBuilder
 from latentstitch.encoders.training import quiet_lightning
 from latentstitch.errors import ConfigError
 from latentstitch.logging import finish_logger, format_cell, log_run, make_logger, save_image_strip, write_cells_csv, write_json
+from latentstitch.runtime import configure_threads, ensure_writable
 from latentstitch.stitching import cell_identity, evaluate_cell, evaluate_reconstruction_cell
 from latentstitch.translation import TranslationError, Translator
 
@@ -49,6 +52,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     the translator can map the two dims) is checked before anything is written.
     """
     quiet_lightning()
+    ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
     translator: Translator = _instantiate(cfg.translator, "translator")
     strategy: AnchorStrategy = _instantiate(cfg.anchors, "anchors")
     data = load_data(cfg.dataset, cfg.paths.data_dir)
@@ -71,7 +75,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         else:
             decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, data.num_classes, trainer_cfg, logger=logger)
             scores, images = evaluate_cell(source, target, decoder, translator, anchor_idx), {}
-        cell = {**cell_identity(cfg), **scores, "status": "ok"}
+        cell = {**cell_identity(cfg), **scores, "status": "ok", "config_hash": config_hash(cfg)}
         if global_rank() == 0:
             _write_outputs(Path(cfg.paths.output_dir), cell)
             log_run(logger, cfg, cell, images)
@@ -93,8 +97,29 @@ def _reconstruction(cfg: DictConfig, builder: SpaceBuilder, source: Space, targe
     return scores, {"reconstructions": strip}
 
 
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of the resolved config: a resumed sweep keeps a finished cell only if it matches."""
+    blob = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def finished_cell(cfg: DictConfig) -> dict[str, Any] | None:
+    """The cell a previous run of this very sweep job finished, if its config is identical.
+
+    Re-running a multirun into the same ``hydra.sweep.dir`` after a crash or ``kill -9`` then
+    runs only the missing and failed cells.
+    """
+    try:
+        cell = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if cell.get("status") != "ok" or cell.get("config_hash") != config_hash(cfg):
+        return None
+    return cell
+
+
 def _write_outputs(output_dir: Path, cell: dict[str, Any]) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable(output_dir, "hydra output dir")
     write_json(output_dir / "metrics.json", cell)
     write_cells_csv(output_dir / "cells.csv", [cell])
     print(format_cell(cell), flush=True)
@@ -148,6 +173,14 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     if multirun:
         _prepare_multirun_job()
     try:
+        hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+        configure_threads(cfg.get("threads"), cfg.trainer, hydra_cfg.launcher if multirun else None)
+        if multirun and (cell := finished_cell(cfg)) is not None:
+            log.info("resumed: cell %s -> %s (%s) finished in an earlier run of this sweep, kept",
+                     cell.get("encoder"), cell.get("decoder"), cell.get("translator"))  # fmt: skip
+            cell["resumed"] = True
+            write_json(Path(cfg.paths.output_dir) / "metrics.json", cell)
+            return cell
         return run(cfg)
     except (ConfigError, TranslationError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

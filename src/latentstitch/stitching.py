@@ -35,6 +35,7 @@ def cell_identity(cfg: DictConfig) -> dict[str, Any]:
         "num_anchors": int(cfg.anchors.num),
         "anchor_seed": int(cfg.anchors.seed),
         "dataset": cfg.dataset.name,
+        "task": cfg.get("task", "classification"),
     }
 
 

@@ -40,7 +40,8 @@ class Space:
 def dataset_spec(dataset_cfg: DictConfig | dict) -> dict:
     """The dataset settings that change the data (not where it is read from)."""
     spec = to_container(dataset_cfg)
-    spec.pop("download", None)
+    for key in ("download", "anchors"):  # where it comes from, and a default for the anchors
+        spec.pop(key, None)
     return spec
 
 
@@ -73,14 +74,15 @@ class SpaceBuilder:
 
     def _train(self, module: EncoderModule, encoder_cfg: DictConfig) -> dict[str, torch.Tensor]:
         train = encoder_cfg.train
-        log.info("training encoder %s for %d epochs", encoder_label(encoder_cfg), train.epochs)
+        log.info("training encoder %s for %d steps", encoder_label(encoder_cfg), train.steps)
         L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)
         start = time.perf_counter()
         fit_module(
             module,
             (self.data.train.images, self.data.train.labels),
             (self.data.val.images, self.data.val.labels),
-            epochs=int(train.epochs),
+            steps=int(train.steps),
+            max_epochs=self.dataset_cfg.get("max_epochs"),
             batch_size=int(train.batch_size),
             trainer_cfg=self.trainer_cfg,
             logger=self.logger,

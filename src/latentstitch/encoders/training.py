@@ -126,18 +126,38 @@ def loader(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle:
     return DataLoader(IndexedTensors(inputs, labels), batch_size=batch_size, shuffle=shuffle, num_workers=0)
 
 
+def budget_steps(steps: int, batches_per_epoch: int, max_epochs: int | None) -> int:
+    """``steps``, capped at ``max_epochs`` epochs of ``batches_per_epoch`` (no cap when None)."""
+    return int(steps) if not max_epochs else int(min(steps, max_epochs * batches_per_epoch))
+
+
 def fit_module(
     module: EncoderModule,
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor] | None,
-    epochs: int,
+    steps: int,
     batch_size: int,
     trainer_cfg: dict[str, Any],
     logger: Any = False,
+    max_epochs: int | None = None,
+    evaluations: int = 5,
 ) -> EncoderModule:
-    trainer = make_trainer(trainer_cfg, logger=logger, max_epochs=epochs)
+    """Train for ``steps`` optimizer steps, but at most ``max_epochs`` passes over ``train``.
+
+    The models' budgets are in steps, sized for the large datasets (633 steps of 256 are 3
+    epochs of Fashion-MNIST); a small dataset caps them with its ``max_epochs`` (30 epochs of the
+    1,293 digits are 180 steps: beyond that more steps only overfit and cost time). Validation
+    runs once an epoch, but at most ``evaluations`` times in all.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"training needs steps >= 1 and batch_size >= 1, got steps={steps}, batch_size={batch_size}")
+    train_loader = loader(*train, batch_size, shuffle=True)
+    steps = budget_steps(steps, len(train_loader), max_epochs)
     val_loader = loader(*val, batch_size) if val is not None and len(val[1]) else None
-    trainer.fit(module, loader(*train, batch_size, shuffle=True), val_loader)
+    interval = max(len(train_loader), steps // max(1, evaluations))
+    trainer = make_trainer(trainer_cfg, logger=logger, max_steps=steps, max_epochs=-1,
+                           check_val_every_n_epoch=None, val_check_interval=min(interval, steps))  # fmt: skip
+    trainer.fit(module, train_loader, val_loader)
     return module
 
 
