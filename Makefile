@@ -33,7 +33,7 @@ $(DEB_STAMP): requirements/debian.txt | $(STAMP)
 	if dpkg -s $$pkgs >/dev/null 2>&1; then \
 		touch $(DEB_STAMP); \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-upgrade $$pkgs \
 			&& touch $(DEB_STAMP); \
 	else \
 		echo "apt-get unavailable: install the Debian packages $$pkgs (see README)"; \

@@ -115,6 +115,8 @@ def format_cell(cell: dict[str, Any]) -> str:
     """A small table for the console."""
     if "native_mse" in cell:
         return format_reconstruction_cell(cell)
+    if "stitched_top1" in cell:
+        return format_retrieval_cell(cell)
     lines = [
         f"cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  head={cell['head']}  "
         f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}",
@@ -138,4 +140,16 @@ def format_reconstruction_cell(cell: dict[str, Any]) -> str:
     lines += [f"  {name:<13}{_fmt(cell[f'{name}_mse']):>10}" for name in ("native", "stitched", "untranslated")]
     lines.append(f"  stitched/native {_fmt(cell['stitched_over_native'])}   latent MSE {_fmt(cell['latent_mse'])}   "
                  f"latent cosine {_fmt(cell['latent_cosine'])}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def format_retrieval_cell(cell: dict[str, Any]) -> str:
+    lines = [
+        f"retrieval cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  "
+        f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}  pool {cell['pool']}",
+        f"  {'':<13}{'top-1':>10}{'top-5':>10}{'MRR':>10}",
+    ]
+    for name in ("stitched", "untranslated"):
+        lines.append(f"  {name:<13}" + "".join(f"{_fmt(cell[f'{name}_{k}']):>10}" for k in ("top1", "top5", "mrr")))
+    lines.append(f"  latent cosine {_fmt(cell['latent_cosine'])}   CKA {_fmt(cell['cka'])}")
     return "\n".join(lines)

@@ -31,3 +31,33 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     x = x.double() - x.double().mean(0)
     y = y.double() - y.double().mean(0)
     return float((x.T @ y).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm()))
+
+
+def mean_norm(x: torch.Tensor) -> float:
+    """Mean L2 norm of the rows (the latent scale; the paper's Figure 5 sets it beside accuracy)."""
+    return float(x.float().norm(dim=1).mean())
+
+
+@torch.no_grad()
+def retrieval(queries: torch.Tensor, keys: torch.Tensor, ks: tuple[int, ...] = (1, 5), chunk: int = 1024) -> dict[str, float]:
+    """Row i of ``queries`` should retrieve row i of ``keys`` by cosine similarity.
+
+    Returns ``top{k}`` (share of queries whose match ranks within the first k), ``mrr`` (mean
+    reciprocal rank) and ``pool`` (the number of candidates). A rank counts the keys scoring
+    strictly higher than the match, so ties go in the query's favour.
+    """
+    if queries.shape != keys.shape:
+        raise ValueError(f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must have the same shape")
+    q = F.normalize(queries.float(), dim=1)
+    k = F.normalize(keys.float(), dim=1)
+    ranks = []
+    for start in range(0, len(q), chunk):
+        sims = q[start : start + chunk] @ k.T
+        rows = torch.arange(len(sims))
+        true = sims[rows, rows + start]
+        ranks.append((sims > true[:, None]).sum(dim=1) + 1)
+    rank = torch.cat(ranks).double()
+    scores = {f"top{n}": float((rank <= n).double().mean()) for n in ks}
+    scores["mrr"] = float((1.0 / rank).mean())
+    scores["pool"] = int(len(k))
+    return scores

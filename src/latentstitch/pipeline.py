@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -18,14 +19,14 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from latentstitch.anchors import AnchorStrategy
 from latentstitch.cache import Cache, global_rank
-from latentstitch.data import DatasetSplits, load_splits
+from latentstitch.data import ItemDataset, load_dataset
 from latentstitch.decoders import get_decoder
 from latentstitch.encoders import Space, SpaceBuilder
 from latentstitch.encoders.training import quiet_lightning
 from latentstitch.errors import ConfigError
 from latentstitch.logging import finish_logger, format_cell, log_run, make_logger, save_image_strip, write_cells_csv, write_json
 from latentstitch.runtime import configure_threads, ensure_writable
-from latentstitch.stitching import cell_identity, evaluate_cell, evaluate_reconstruction_cell
+from latentstitch.stitching import cell_identity, evaluate_cell, evaluate_reconstruction_cell, evaluate_retrieval_cell
 from latentstitch.translation import TranslationError, Translator
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,17 @@ def _instantiate(node: DictConfig, group: str) -> Any:
         raise ConfigError(f"{group}: {cause}") from None
 
 
-def load_data(ds: DictConfig, data_dir: str) -> DatasetSplits:
-    return load_splits(ds.name, data_dir, list(ds.mean), list(ds.std), int(ds.num_classes),
-                       float(ds.val_fraction), int(ds.split_seed), bool(ds.get("download", False)))  # fmt: skip
+TASKS = ("classification", "retrieval", "reconstruction")
+
+# experiments that are not stitching cells: task -> module whose ``run(cfg) -> dict`` does the run
+EXPERIMENTS: dict[str, str] = {"casper": "latentstitch.continual.casper", "rl_stitching": "latentstitch.rl.stitching"}
+
+
+def check_task(task: str, items: ItemDataset) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r} is not one of {list(TASKS)}")
+    if task == "classification" and not items.has_labels:
+        raise ConfigError(f"dataset {items.name} has no labels: its cells are retrieval cells (task=retrieval)")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -55,10 +64,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
     translator: Translator = _instantiate(cfg.translator, "translator")
     strategy: AnchorStrategy = _instantiate(cfg.anchors, "anchors")
-    data = load_data(cfg.dataset, cfg.paths.data_dir)
-    strategy.check(len(data.train))
+    items = load_dataset(cfg.dataset, cfg.paths.data_dir)
+    task = cfg.get("task", "classification")
+    check_task(task, items)
+    strategy.check(len(items.ids("train")))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    builder = SpaceBuilder(Cache(cfg.paths.cache_dir), data, cfg.dataset, trainer_cfg)
+    builder = SpaceBuilder(Cache(cfg.paths.cache_dir), items, cfg.dataset, trainer_cfg)
     try:
         translator.check_dims(builder.dim(cfg.encoder), builder.dim(cfg.decoder.space))
     except TranslationError as e:
@@ -70,10 +81,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         source = builder.space(cfg.encoder)
         target = builder.space(cfg.decoder.space)
         anchor_idx = strategy.select(source.train_labels)
-        if cfg.get("task", "classification") == "reconstruction":
+        if task == "reconstruction":
             scores, images = _reconstruction(cfg, builder, source, target, translator, anchor_idx)
+        elif task == "retrieval":
+            scores, images = evaluate_retrieval_cell(source, target, translator, anchor_idx), {}
         else:
-            decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, data.num_classes, trainer_cfg, logger=logger)
+            decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, items.num_classes, trainer_cfg, logger=logger)
             scores, images = evaluate_cell(source, target, decoder, translator, anchor_idx), {}
         cell = {**cell_identity(cfg), **scores, "status": "ok", "config_hash": config_hash(cfg)}
         if global_rank() == 0:
@@ -175,6 +188,8 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     try:
         hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
         configure_threads(cfg.get("threads"), cfg.trainer, hydra_cfg.launcher if multirun else None)
+        if cfg.get("task") in EXPERIMENTS:
+            return importlib.import_module(EXPERIMENTS[cfg.task]).run(cfg)
         if multirun and (cell := finished_cell(cfg)) is not None:
             log.info("resumed: cell %s -> %s (%s) finished in an earlier run of this sweep, kept",
                      cell.get("encoder"), cell.get("decoder"), cell.get("translator"))  # fmt: skip

@@ -1,5 +1,7 @@
 """One cell: translate the source space into the target space on parallel anchors and score the
-target's decoder on native, stitched and untranslated test latents."""
+target's decoder on native, stitched and untranslated test latents; on data without labels, a
+retrieval cell scores how well translated source embeddings find their own item among the
+target's."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import nn
 from latentstitch import metrics
 from latentstitch.anchors import ANCHORS
 from latentstitch.decoders import predict
-from latentstitch.encoders import Space
+from latentstitch.encoders import Space, encoder_label
 from latentstitch.translation import TRANSLATORS, Translator
 
 SCORES = ("native", "stitched", "untranslated")
@@ -25,17 +27,18 @@ def _name_of_target(node: DictConfig, registry: dict[str, type]) -> str:
 
 def cell_identity(cfg: DictConfig) -> dict[str, Any]:
     """What identifies a cell in a grid (from the config alone, so failed cells have it too)."""
+    task = cfg.get("task", "classification")
     return {
-        "encoder": f"{cfg.encoder.name}:s{cfg.encoder.seed}",
-        "decoder": f"{cfg.decoder.space.name}:s{cfg.decoder.space.seed}",
+        "encoder": encoder_label(cfg.encoder),
+        "decoder": encoder_label(cfg.decoder.space),
         "translator": _name_of_target(cfg.translator, TRANSLATORS),
         "scaling": cfg.translator.get("scaling", "standard"),
-        "head": cfg.head.name if cfg.get("task", "classification") == "classification" else "own-decoder",
+        "head": {"classification": cfg.head.name, "reconstruction": "own-decoder"}.get(task, "none"),
         "anchors": _name_of_target(cfg.anchors, ANCHORS),
         "num_anchors": int(cfg.anchors.num),
         "anchor_seed": int(cfg.anchors.seed),
         "dataset": cfg.dataset.name,
-        "task": cfg.get("task", "classification"),
+        "task": task,
     }
 
 
@@ -50,7 +53,28 @@ def _fidelity(source: Space, target: Space, translated: torch.Tensor) -> dict[st
         "latent_mse": metrics.latent_mse(translated, target.test),
         "latent_cosine": metrics.mean_cosine(translated, target.test),
         "cka": metrics.linear_cka(source.test, target.test),
+        "source_norm": metrics.mean_norm(source.test),
+        "target_norm": metrics.mean_norm(target.test),
     }
+
+
+def evaluate_retrieval_cell(source: Space, target: Space, translator: Translator, anchor_idx: torch.Tensor) -> dict[str, Any]:
+    """Retrieval on parallel test items without labels: T(source test) ranked against target test.
+
+    ``stitched_{top1,top5,mrr}`` for the translated embeddings, ``untranslated_*`` for the raw
+    source embeddings where the dims match (None otherwise), and ``pool`` (the candidates).
+    """
+    translator.fit(source.train[anchor_idx], target.train[anchor_idx])
+    translated = translator.transform(source.test)
+    result: dict[str, Any] = {"source_dim": source.dim, "target_dim": target.dim, "num_anchors": int(len(anchor_idx))}
+    stitched = metrics.retrieval(translated, target.test)
+    result["pool"] = stitched.pop("pool")
+    result.update({f"stitched_{k}": v for k, v in stitched.items()})
+    raw = metrics.retrieval(source.test, target.test) if source.dim == target.dim else {}
+    result.update({f"untranslated_{k}": raw.get(k) for k in stitched})
+    result["native_top1"] = None  # a space retrieving itself: trivially 1, not a baseline
+    result.update(_fidelity(source, target, translated))
+    return result
 
 
 def evaluate_cell(source: Space, target: Space, decoder: nn.Module, translator: Translator, anchor_idx: torch.Tensor) -> dict[str, Any]:

@@ -1,5 +1,8 @@
-"""Datasets (local files first, downloads only on request) and Lightning data plumbing."""
+"""Datasets as items with views (image, text per language), split into id lists."""
 
-from latentstitch.data.datasets import LOADERS, DatasetSplits, Split, load_splits
+from latentstitch.data.datasets import LOADERS, DatasetSplits, Split, image_splits, load_image_items, load_splits
+from latentstitch.data.items import ItemDataset, text_view
+from latentstitch.data.registry import DATASETS, load_dataset
 
-__all__ = ["LOADERS", "DatasetSplits", "Split", "load_splits"]
+__all__ = ["DATASETS", "LOADERS", "DatasetSplits", "ItemDataset", "Split", "image_splits", "load_dataset", "load_image_items",
+           "load_splits", "text_view"]  # fmt: skip

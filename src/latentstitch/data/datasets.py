@@ -1,8 +1,9 @@
 """Image classification datasets as in-memory tensors, loaded from local files first.
 
 Every loader returns raw ``(train_images, train_labels, test_images, test_labels)`` with images as
-uint8 or float arrays in NHWC or NHW layout; ``load_splits`` normalises them and carves a
-validation split from train with a fixed seed. Nothing is downloaded unless ``download=true``.
+uint8 or float arrays in NHWC or NHW layout; ``load_image_items`` turns them into items with one
+``image`` view (kept raw: each encoder preprocesses per batch), and ``image_splits`` gives the
+normalised tensors scratch encoders train on. Nothing is downloaded unless ``download=true``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from latentstitch.data.idx import find_idx, read_idx
+from latentstitch.data.items import ItemDataset, carve_val
 from latentstitch.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -138,16 +140,48 @@ LOADERS: dict[str, Callable[[Path, bool], RawSplits]] = {
 }
 
 
-def _to_tensor(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+def raw_image_tensor(images: np.ndarray) -> torch.Tensor:
+    """Images as read (uint8, or float in [0, 1]) in (N, C, H, W) layout, not normalised."""
     x = torch.from_numpy(np.ascontiguousarray(images))
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    if x.dtype != torch.uint8:
+        x = x.float()
     if x.ndim == 3:
         x = x.unsqueeze(1)  # N H W -> N 1 H W
     elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.permute(0, 3, 1, 2)  # N H W C -> N C H W
+    return x.contiguous()
+
+
+def normalise_images(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Raw images (uint8 or [0, 1] float) -> float32 standardised with the dataset's statistics."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if x.shape[1] != len(mean) and len(mean) == 1:
+        x = x.mean(dim=1, keepdim=True)
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return ((x - m) / s).contiguous()
+
+
+def load_image_items(name: str, data_dir: str | Path, num_classes: int, download: bool = False) -> ItemDataset:
+    """An image classification dataset as items: one ``image`` view, official train / test ids."""
+    if name not in LOADERS:
+        raise ConfigError(f"dataset.name={name!r} has no loader; known: {sorted(LOADERS)}")
+    x_train, y_train, x_test, y_test = LOADERS[name](Path(data_dir), bool(download))
+    images = torch.cat([raw_image_tensor(x_train), raw_image_tensor(x_test)])
+    labels = torch.cat([torch.as_tensor(np.asarray(y), dtype=torch.long) for y in (y_train, y_test)])
+    n_train = len(y_train)
+    return ItemDataset(name=name, views={"image": images}, labels=labels, num_classes=num_classes,
+                       splits={"train": torch.arange(n_train), "test": torch.arange(n_train, len(labels))},
+                       info={"source": name, "items": len(labels)})  # fmt: skip
+
+
+def image_splits(items: ItemDataset, mean: list[float], std: list[float]) -> DatasetSplits:
+    """The normalised in-memory tensors a scratch encoder trains on, one Split per split's ids."""
+    if len(std) == 0 or min(std) <= 0:
+        raise ConfigError(f"dataset.std={list(std)} must be positive (per-channel standard deviation)")
+    images = items.require_view("image")
+    parts = {name: Split(normalise_images(images[items.ids(name)], mean, std), items.labels_of(name)) for name in ("train", "val", "test")}
+    return DatasetSplits(name=items.name, num_classes=items.num_classes, **parts)
 
 
 def load_splits(
@@ -161,21 +195,8 @@ def load_splits(
     download: bool = False,
 ) -> DatasetSplits:
     """Load ``name`` and return normalised train / val / test splits (val carved from train)."""
-    if name not in LOADERS:
-        raise ConfigError(f"dataset.name={name!r} has no loader; known: {sorted(LOADERS)}")
     if len(std) == 0 or min(std) <= 0:
         raise ConfigError(f"dataset.std={list(std)} must be positive (per-channel standard deviation)")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"dataset.val_fraction={val_fraction} must be in [0, 1)")
-    x_train, y_train, x_test, y_test = LOADERS[name](Path(data_dir), bool(download))
-    images, labels = _to_tensor(x_train, mean, std), torch.as_tensor(np.asarray(y_train), dtype=torch.long)
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split_seed))
-    n_val = int(round(val_fraction * len(labels)))
-    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
-    return DatasetSplits(
-        name=name,
-        train=Split(images[train_idx], labels[train_idx]),
-        val=Split(images[val_idx], labels[val_idx]),
-        test=Split(_to_tensor(x_test, mean, std), torch.as_tensor(np.asarray(y_test), dtype=torch.long)),
-        num_classes=num_classes,
-    )
+    items = load_image_items(name, data_dir, num_classes, download)
+    items.splits["train"], items.splits["val"] = carve_val(items.ids("train"), val_fraction, split_seed)
+    return image_splits(items, mean, std)

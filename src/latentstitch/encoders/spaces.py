@@ -1,10 +1,18 @@
-"""Spaces: the latents one encoder gives for one dataset split, trained and cached on demand."""
+"""Spaces: the latents one encoder gives for one dataset split, trained and cached on demand.
+
+Scratch encoders are trained here (Lightning) on the dataset's normalised images; frozen
+pretrained encoders only run inference, on the view they read (``image`` or ``text:<lang>``),
+each with its own per-batch preprocessing. Either way a space is keyed in the cache by everything
+that determines it: the dataset and its splits, the encoder's config and, for a frozen encoder,
+its identity (package version or weights hash, preprocessing).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import lightning as L
@@ -12,9 +20,9 @@ import torch
 from omegaconf import DictConfig
 
 from latentstitch.cache import Cache
-from latentstitch.data import DatasetSplits
-from latentstitch.encoders.training import EncoderModule, extract_features, fit_module
-from latentstitch.encoders.zoo import build_encoder, encoder_label, feature_dim, to_container
+from latentstitch.data import DatasetSplits, ItemDataset, image_splits, text_view
+from latentstitch.encoders.training import EncoderModule, FrozenModule, extract_features, fit_module
+from latentstitch.encoders.zoo import build_encoder, build_frozen, encoder_label, feature_dim, is_frozen, to_container
 from latentstitch.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -37,34 +45,75 @@ class Space:
         return int(self.train.shape[1])
 
 
-def dataset_spec(dataset_cfg: DictConfig | dict) -> dict:
+# what only trains scratch encoders (normalisation, budget): irrelevant to a frozen encoder's space
+TRAINING_KEYS = ("mean", "std", "channels", "image_size", "max_epochs", "num_classes")
+
+
+def dataset_spec(dataset_cfg: DictConfig | dict, frozen: bool = False) -> dict:
     """The dataset settings that change the data (not where it is read from)."""
     spec = to_container(dataset_cfg)
-    for key in ("download", "anchors"):  # where it comes from, and a default for the anchors
+    for key in ("download", "anchors", "task", *(TRAINING_KEYS if frozen else ())):
         spec.pop(key, None)
     return spec
 
 
 def encoder_spec(dataset_cfg: DictConfig, encoder_cfg: DictConfig) -> dict:
+    if is_frozen(encoder_cfg):
+        encoder = to_container(encoder_cfg)
+        encoder.pop("batch_size", None)  # how many at a time does not change the outputs
+        return {"dataset": dataset_spec(dataset_cfg, frozen=True), "encoder": encoder}
     return {"dataset": dataset_spec(dataset_cfg), "encoder": to_container(encoder_cfg)}
 
 
-class SpaceBuilder:
-    """Gets trained encoders and their spaces out of the cache, training and encoding what is missing."""
+def view_of(encoder_cfg: DictConfig) -> str:
+    """The view an encoder reads: ``image``, or ``text:<language>`` for a text encoder."""
+    view = str(encoder_cfg.get("view", "image"))
+    return text_view(str(encoder_cfg.get("language", "en"))) if view == "text" else view
 
-    def __init__(self, cache: Cache, data: DatasetSplits, dataset_cfg: DictConfig, trainer_cfg: dict[str, Any], logger: Any = False):
-        self.cache, self.data, self.dataset_cfg = cache, data, dataset_cfg
+
+class SpaceBuilder:
+    """Gets spaces out of the cache, training scratch encoders and encoding what is missing."""
+
+    def __init__(self, cache: Cache, items: ItemDataset, dataset_cfg: DictConfig, trainer_cfg: dict[str, Any], logger: Any = False):
+        self.cache, self.items, self.dataset_cfg = cache, items, dataset_cfg
         self.trainer_cfg, self.logger = trainer_cfg, logger
+        self._frozen: dict[str, Any] = {}
+
+    @cached_property
+    def data(self) -> DatasetSplits:
+        """Normalised image tensors per split: what scratch encoders train on and read."""
+        return image_splits(self.items, list(self.dataset_cfg.mean), list(self.dataset_cfg.std))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.data.train.images.shape[1:])
 
+    def frozen(self, encoder_cfg: DictConfig) -> Any:
+        """The frozen encoder of ``encoder_cfg`` (built once; weights load on first use)."""
+        key = encoder_label(encoder_cfg)
+        if key not in self._frozen:
+            self._frozen[key] = build_frozen(encoder_cfg)
+        return self._frozen[key]
+
+    def check_view(self, encoder_cfg: DictConfig) -> str:
+        view = view_of(encoder_cfg)
+        if view not in self.items.views:
+            raise ConfigError(
+                f"encoder {encoder_label(encoder_cfg)} reads the view {view!r}, which dataset {self.items.name} does not have "
+                f"(it has {self.items.view_names}); pick another encoder or encoder.language"
+            )
+        return view
+
     def dim(self, encoder_cfg: DictConfig) -> int:
-        """Latent dim of an encoder, from its untrained network (cheap; used to validate early)."""
+        """Latent dim of an encoder, without training or loading weights (used to validate early)."""
+        self.check_view(encoder_cfg)
+        if is_frozen(encoder_cfg):
+            return int(self.frozen(encoder_cfg).dim)
         return feature_dim(build_encoder(encoder_cfg, self.input_shape, self.data.num_classes).features, self.input_shape)
 
     def encoder(self, encoder_cfg: DictConfig) -> EncoderModule:
+        if is_frozen(encoder_cfg):
+            return FrozenModule(self.frozen(encoder_cfg))
         module = build_encoder(encoder_cfg, self.input_shape, self.data.num_classes)
         state = self.cache.get_or_build(
             "encoder", encoder_spec(self.dataset_cfg, encoder_cfg), lambda: self._train(module, encoder_cfg), encoder_label(encoder_cfg)
@@ -96,30 +145,37 @@ class SpaceBuilder:
             )
         return state
 
+    def _inputs(self, encoder_cfg: DictConfig, split: str) -> Any:
+        """What the encoder reads for ``split``: normalised images for a scratch encoder, the raw
+        view (pixels or strings) for a frozen one, which preprocesses per batch."""
+        if is_frozen(encoder_cfg):
+            return self.items.view_of(self.check_view(encoder_cfg), self.items.ids(split))
+        return self.data.split(split).images
+
     def space(self, encoder_cfg: DictConfig) -> Space:
         label = encoder_label(encoder_cfg)
+        spec = encoder_spec(self.dataset_cfg, encoder_cfg)
+        if is_frozen(encoder_cfg):
+            spec["identity"] = self.frozen(encoder_cfg).identity()
         trained: list[EncoderModule] = []  # the encoder is loaded at most once, and only on a miss
 
         def encode(split: str) -> dict[str, torch.Tensor]:
             if not trained:
                 trained.append(self.encoder(encoder_cfg))
-            data = self.data.split(split)
-            batch_size = int(encoder_cfg.get("extract_batch_size") or encoder_cfg.train.batch_size)
+            labels = self.items.labels_of(split)
+            batch_size = int(encoder_cfg.get("batch_size") or encoder_cfg.get("extract_batch_size") or encoder_cfg.train.batch_size)
             start = time.perf_counter()
-            latents = extract_features(trained[0], data.images, data.labels, batch_size, self.trainer_cfg)
-            log.info("encoded %s %s split (%d samples) in %.1f s", label, split, len(latents), time.perf_counter() - start)
+            latents = extract_features(trained[0], self._inputs(encoder_cfg, split), labels, batch_size, self.trainer_cfg)
+            elapsed = time.perf_counter() - start
+            log.info("encoded %s %s split (%d samples) in %.1f s, %.0f samples/s", label, split, len(latents), elapsed, len(latents) / max(elapsed, 1e-9))
             bad = int((~torch.isfinite(latents)).sum())
             if bad:
-                raise ConfigError(
-                    f"encoder {label} produced {bad} NaN/inf latent values on the {split} split "
-                    f"(training diverged? lower encoder.train.lr={encoder_cfg.train.lr})"
-                )
-            return {"latents": latents.float(), "labels": data.labels}
+                hint = "a broken checkpoint?" if is_frozen(encoder_cfg) else f"training diverged? lower encoder.train.lr={encoder_cfg.train.lr}"
+                raise ConfigError(f"encoder {label} produced {bad} NaN/inf latent values on the {split} split ({hint})")
+            return {"latents": latents.float(), "labels": labels}
 
         parts = {
-            split: self.cache.get_or_build(
-                "space", {**encoder_spec(self.dataset_cfg, encoder_cfg), "split": split}, lambda s=split: encode(s), f"{label} {split}"
-            )
+            split: self.cache.get_or_build("space", {**spec, "split": split}, lambda s=split: encode(s), f"{label} {split}")
             for split in SPLITS
         }
         return Space(label, parts["train"]["latents"], parts["train"]["labels"], parts["test"]["latents"], parts["test"]["labels"])

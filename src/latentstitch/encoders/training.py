@@ -81,6 +81,17 @@ class EncoderModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+class FrozenModule(EncoderModule):
+    """A frozen pretrained encoder as a LightningModule, so extraction shares Trainer.predict's
+    devices, DDP sharding, ordered gathering and progress bar with the scratch encoders."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__(encoder, name=f"frozen/{type(encoder).__name__}")
+
+    def train(self, mode: bool = True) -> FrozenModule:
+        return super().train(False)
+
+
 class ClassifierModule(EncoderModule):
     """``head(features(x))`` trained with cross-entropy.
 

@@ -15,9 +15,40 @@ from torch import nn
 from latentstitch.encoders.training import AutoencoderModule, ClassifierModule, EncoderModule
 
 
+def is_frozen(encoder_cfg: DictConfig | dict) -> bool:
+    """A pretrained encoder: inference only, never trained here."""
+    return bool(encoder_cfg.get("frozen", False))
+
+
 def encoder_label(encoder_cfg: DictConfig | dict) -> str:
-    """Short readable name used in logs, tables and grids, e.g. ``vit:s0``."""
-    return f"{encoder_cfg['name']}:s{encoder_cfg['seed']}"
+    """Short readable name used in logs, tables and grids: ``vit:s0`` for a scratch encoder (its
+    seed), ``minilm:en`` for a text encoder (its language), ``efficientnet_lite0`` otherwise."""
+    if not is_frozen(encoder_cfg):
+        return f"{encoder_cfg['name']}:s{encoder_cfg['seed']}"
+    name = str(encoder_cfg["name"])
+    if encoder_cfg.get("model_name"):  # the by-name encoders: timm, hf_text, clip_*
+        name = f"{name}-{str(encoder_cfg['model_name']).rstrip('/').rsplit('/', 1)[-1]}"
+    if encoder_cfg.get("view") == "text":
+        return f"{name}:{encoder_cfg.get('language', 'en')}"
+    return name
+
+
+def build_frozen(encoder_cfg: DictConfig) -> nn.Module:
+    """The frozen pretrained encoder of ``encoder_cfg.model`` (cheap: weights load on first use)."""
+    from latentstitch.errors import ConfigError
+
+    try:
+        model = instantiate(encoder_cfg.model, _convert_="all")
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Hydra wraps the constructor's error; report its cause in one line
+        cause = e.__cause__ or e
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(f"encoder {encoder_cfg.get('name')}: {type(cause).__name__}: {cause}") from None
+    if str(encoder_cfg.get("view", model.view)) != model.view:
+        raise ConfigError(f"encoder {encoder_cfg.get('name')} has view={encoder_cfg.get('view')} but its model reads {model.view}")
+    return model
 
 
 @torch.no_grad()

@@ -6,10 +6,14 @@ Every translator follows the same recipe:
 2. estimate a matrix ``R`` between the scaled anchor sets (subclasses differ only here);
 3. ``transform(x) = descale_Y(scale_X(x) @ R)``, de-scaled with the *target* anchor statistics.
 
-The estimation runs on the CPU in float64 (anchors are at most a few thousand rows, and the
-min-norm least-squares and SVD solutions are then reproducible across devices); the fitted
-parameters are stored in the anchors' dtype and device, and ``transform`` returns the input's
-dtype and device.
+Steps 1-3 are one affine map, so ``fit`` folds them into ``weight`` and ``bias`` and ``transform``
+is a single ``torch.addmm(bias, x, weight)``: one pass over the data instead of five.
+
+The estimation runs on the anchors' device in their own dtype (float32 for float32 latents; half
+precisions are promoted to float32), with float64 only where the anchors' conditioning needs it:
+see ``latentstitch.translation.solvers`` for the least-squares tiers and the checks that pick one.
+``_solver`` names the path a fit took. The fitted parameters stay in that dtype and device, and
+``transform`` returns the input's dtype and device.
 """
 
 from __future__ import annotations
@@ -18,6 +22,25 @@ import torch
 import torch.nn.functional as F
 
 from latentstitch.translation.scaling import make_scaling
+from latentstitch.translation.solvers import all_finite, least_squares, lstsq_min_norm, nearest_orthogonal
+
+__all__ = [
+    "TRANSLATORS",
+    "AffineTranslator",
+    "IdentityTranslator",
+    "LinearTranslator",
+    "LOrthoTranslator",
+    "OrthoTranslator",
+    "TranslationError",
+    "Translator",
+    "lstsq_min_norm",
+    "nearest_orthogonal",
+]
+
+# Folding the anchor mean into the bias makes ``x @ weight`` carry the mean, so its rounding grows
+# with |mean| / std; past this root-mean-square ratio the input is centred first (one extra pass),
+# which keeps the rounding of the translated points within ~10 ulps of the multi-pass form.
+_MAX_FOLDED_MEAN_RATIO = 8.0
 
 
 class TranslationError(ValueError):
@@ -29,39 +52,36 @@ def _as_matrix(name: str, t: torch.Tensor) -> torch.Tensor:
         raise TranslationError(f"{name} must be a 2-D tensor (samples x dims), got {getattr(t, 'shape', type(t))}")
     if not t.is_floating_point():
         raise TranslationError(f"{name} must be floating point, got {t.dtype}")
-    if not torch.isfinite(t).all():
+    if not all_finite(t):
         raise TranslationError(f"{name} contains NaN or inf values")
     return t
 
 
-def lstsq_min_norm(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype | None = None) -> torch.Tensor:
-    """argmin_R ||x R - y||_F, the minimum-norm solution when under-determined or rank deficient.
-
-    Singular values below ``eps * max(n, d)`` of ``precision`` (the dtype the latents came in,
-    NumPy's and LAPACK's convention) count as zero: float32 latents cannot pin down directions
-    below float32 precision, and solving for them in float64 blows the solution up (measured: a
-    ViT's mean-pooled LayerNorm features are rank d-1, and keeping the null direction gave a
-    largest singular value of 8e5 instead of 19).
-    """
-    rcond = torch.finfo(precision or x.dtype).eps * max(x.shape)
-    return torch.linalg.lstsq(x, y, rcond=rcond, driver="gelsd").solution
-
-
-def nearest_orthogonal(m: torch.Tensor) -> torch.Tensor:
-    """U V^T from the thin SVD of ``m``: the closest (semi-)orthogonal matrix in Frobenius norm."""
-    u, _, vh = torch.linalg.svd(m, full_matrices=False)
-    return u @ vh
+def _work_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    return torch.float64 if torch.float64 in dtypes else torch.float32
 
 
 class Translator:
-    """Base class: scaling, validation and the fit/transform plumbing shared by all translators."""
+    """Base class: scaling, validation and the fit/transform plumbing shared by all translators.
+
+    After ``fit``: ``matrix`` is the estimate ``R`` between the scaled spaces (source dim x target
+    dim; affine appends its bias row), and ``weight`` / ``bias`` are the whole translator as one
+    affine map of the raw latents, ``transform(x) = x @ weight + bias``.
+    """
+
+    _diagonal = False  # the identity stores its weight as a vector and multiplies element-wise
 
     def __init__(self, scaling: str = "standard") -> None:
         self.scaling = scaling
         self.x_scaling = make_scaling(scaling)
         self.y_scaling = make_scaling(scaling)
         self.matrix: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+        self._shift: torch.Tensor | None = None  # input centring kept out of the fold (see _MAX_FOLDED_MEAN_RATIO)
+        self._centred_bias: torch.Tensor | None = None
         self._precision: torch.dtype | None = None  # dtype of the anchors, sets the numerical rank
+        self._solver: str | None = None  # which path the last fit took, e.g. "cholesky-float32"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scaling={self.scaling!r})"
@@ -70,83 +90,130 @@ class Translator:
         """Raise TranslationError if this translator cannot map ``source_dim`` to ``target_dim``."""
 
     def fit(self, x_anchors: torch.Tensor, y_anchors: torch.Tensor) -> Translator:
-        x = _as_matrix("x_anchors", x_anchors)
-        y = _as_matrix("y_anchors", y_anchors)
+        """Estimate the translation from parallel anchors (row i of each side is the same item)."""
+        x = _as_matrix("x_anchors", x_anchors).detach()
+        y = _as_matrix("y_anchors", y_anchors).detach()
         if x.shape[0] != y.shape[0]:
             raise TranslationError(f"parallel anchors differ in number: {x.shape[0]} source vs {y.shape[0]} target")
         self.check_dims(x.shape[1], y.shape[1])
         self.source_dim, self.target_dim = x.shape[1], y.shape[1]
-        x64, y64 = x.detach().cpu().double(), y.detach().cpu().double()
-        self.x_scaling.fit(x64, eps_dtype=x.dtype)
-        self.y_scaling.fit(y64, eps_dtype=y.dtype)
+        work = _work_dtype(x.dtype, y.dtype)
         self._precision = x.dtype
-        matrix = self._estimate(self.x_scaling.transform(x64), self.y_scaling.transform(y64))
-        self.matrix = matrix.to(device=x.device, dtype=x.dtype)
+        xw, yw = x.to(work), y.to(device=x.device, dtype=work)
+        xs = self.x_scaling.fit_transform(xw, eps_dtype=x.dtype)
+        ys = self.y_scaling.fit_transform(yw, eps_dtype=y.dtype)
+        matrix, in_offset, out_offset, self._solver = self._estimate(xs, ys)
+        self._fold(matrix, in_offset, out_offset, xw)
         return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        if self.matrix is None:
+        """Translate source latents ``x`` into the target space: one fused multiply-add."""
+        if self.weight is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(x_anchors, y_anchors) first")
         x = _as_matrix("x", x)
         if x.shape[1] != self.source_dim:
             raise TranslationError(f"x has {x.shape[1]} dims, the translator was fitted on {self.source_dim}")
-        matrix = self.matrix.to(x)
-        translated = self._apply(self.x_scaling.transform(x), matrix)
-        return self.y_scaling.inverse_transform(translated)
+        weight = self.weight.to(x)
+        if self._shift is None:
+            bias = self.bias.to(x)
+        else:
+            x, bias = x - self._shift.to(x), self._centred_bias.to(x)
+        return torch.addcmul(bias, x, weight) if self._diagonal else torch.addmm(bias, x, weight)
 
     def fit_transform(self, x_anchors: torch.Tensor, y_anchors: torch.Tensor) -> torch.Tensor:
         return self.fit(x_anchors, y_anchors).transform(x_anchors)
 
     # -- what subclasses define -------------------------------------------------------------
-    def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _estimate(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, str]:
+        """``(R, o, c, solver)`` for the scaled-space map ``(xs - o) @ R + c`` (None offsets are 0),
+        all in xs's dtype and device; also sets ``self.matrix``."""
         raise NotImplementedError
 
-    def _apply(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-        return x @ matrix
+    # -- folding ------------------------------------------------------------------------------
+    def _fold(self, matrix: torch.Tensor, in_offset: torch.Tensor | None, out_offset: torch.Tensor | None, x_anchors: torch.Tensor) -> None:
+        """Turn ``descale_Y(((scale_X(x) - o) @ R) + c)`` into ``x @ weight + bias``."""
+        mx, sx = self.x_scaling.mean, self.x_scaling.std
+        my, sy = self.y_scaling.mean, self.y_scaling.std
+        shift = mx if in_offset is None else mx + in_offset * sx  # the input-space origin of the map
+        centred_bias = my if out_offset is None else my + out_offset * sy
+        if self._diagonal:
+            weight = matrix * (sy / sx)
+            folded = centred_bias - shift * weight
+        else:
+            weight = matrix * (sy.unsqueeze(0) / sx.unsqueeze(1))
+            folded = centred_bias - shift @ weight
+        self.weight, self.bias = weight, folded
+        if self.scaling == "standard" and in_offset is None:
+            spread = sx
+        elif bool((shift == 0).all()):
+            spread = None
+        else:
+            spread = x_anchors.std(dim=0).clamp_min(torch.finfo(x_anchors.dtype).tiny)
+        ratio = 0.0 if spread is None else float((shift / spread).square().mean().sqrt())
+        keep_shift = ratio > _MAX_FOLDED_MEAN_RATIO
+        self._shift, self._centred_bias = (shift, centred_bias) if keep_shift else (None, None)
 
 
 class LinearTranslator(Translator):
     """R = argmin ||X R - Y|| (least squares, minimum norm when under-determined)."""
 
-    def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return lstsq_min_norm(x, y, self._precision)
+    def _estimate(self, xs, ys):
+        r, solver = least_squares(xs, ys, self._precision)
+        self.matrix = r.to(xs)
+        return self.matrix, None, None, solver
 
 
 class AffineTranslator(Translator):
-    """Least squares with a bias column: [X 1] W = Y. After standard scaling the bias is ~0."""
+    """Least squares with a bias column: [X 1] W = Y. After standard scaling the bias is ~0.
 
-    def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return lstsq_min_norm(F.pad(x, (0, 1), value=1.0), y, self._precision)
+    Where [X 1] has full column rank this is least squares on the centred anchors plus the bias
+    that maps the anchor means onto each other (the standard-scaled anchors are centred already);
+    otherwise the minimum-norm solution of [X 1] W = Y itself, as in the reference.
+    """
 
-    def _apply(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-        return x @ matrix[:-1] + matrix[-1]
+    def _estimate(self, xs, ys):
+        centred = self.scaling == "standard"
+        o, c = (None, None) if centred else (xs.mean(dim=0), ys.mean(dim=0))
+        r, solver = least_squares(xs if centred else xs - o, ys if centred else ys - c, self._precision, allow_min_norm=False)
+        if r is not None:
+            r = r.to(xs)
+            bias = torch.zeros_like(ys[0]) if centred else c - o @ r
+            self.matrix = torch.cat([r, bias.unsqueeze(0)])
+            return r, o, c, solver
+        w = lstsq_min_norm(F.pad(xs, (0, 1), value=1.0), ys, self._precision).to(xs)
+        self.matrix = w
+        return w[:-1], None, w[-1], "gelsd-float64"
 
 
 class LOrthoTranslator(Translator):
     """The orthogonal factor U V^T of the least-squares solution (no padding: semi-orthogonal)."""
 
-    def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nearest_orthogonal(lstsq_min_norm(x, y, self._precision))
+    def _estimate(self, xs, ys):
+        r, solver = least_squares(xs, ys, self._precision)
+        q = nearest_orthogonal(r.to(xs))
+        self.matrix = q
+        return q, None, None, f"{solver}+svd-{str(xs.dtype).removeprefix('torch.')}"
 
 
 class OrthoTranslator(Translator):
     """Procrustes: SVD of X^T Y = U S V^T, R = U V^T.
 
-    Where the dims differ the narrower side is zero-padded (after scaling) to the wider one,
-    and the output is truncated to the target dim.
+    Where the dims differ the reference zero-pads the narrower side (after scaling) to the wider
+    one and truncates the output to the target dim. Padding adds zero rows or columns to X^T Y, and
+    the block of U V^T that survives the truncation is exactly the thin polar factor of the
+    unpadded X^T Y; so ``R`` is that (source dim x target dim) and no padded copy is ever made.
     """
 
-    def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        width = max(x.shape[1], y.shape[1])
-        x, y = _pad_to(x, width), _pad_to(y, width)
-        return nearest_orthogonal(x.T @ y)
-
-    def _apply(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-        return (_pad_to(x, matrix.shape[0]) @ matrix)[:, : self.target_dim]
+    def _estimate(self, xs, ys):
+        q = nearest_orthogonal(xs.T @ ys)
+        self.matrix = q
+        return q, None, None, f"svd-{str(xs.dtype).removeprefix('torch.')}"
 
 
 class IdentityTranslator(Translator):
     """No translation: the untranslated baseline. Only defined where the dims match."""
+
+    _diagonal = True
 
     def check_dims(self, source_dim: int, target_dim: int) -> None:
         if source_dim != target_dim:
@@ -155,12 +222,9 @@ class IdentityTranslator(Translator):
                 "pick translator=ortho, linear, lortho or affine"
             )
 
-    def _estimate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.eye(x.shape[1], dtype=x.dtype)
-
-
-def _pad_to(x: torch.Tensor, width: int) -> torch.Tensor:
-    return F.pad(x, (0, width - x.shape[1]))
+    def _estimate(self, xs, ys):
+        self.matrix = torch.eye(xs.shape[1], dtype=xs.dtype, device=xs.device)
+        return torch.ones_like(xs[0]), None, None, "identity"
 
 
 TRANSLATORS = {

@@ -10,7 +10,7 @@ Every one is a :class:`FrozenEncoder`: ``view`` and ``dim`` without loading weig
 
 from latentstitch.encoders.pretrained.base import FrozenEncoder, ImageEncoder, ImagePreprocess, TextEncoder
 from latentstitch.encoders.pretrained.clip import ClipImage, ClipText
-from latentstitch.encoders.pretrained.text import E5, MPNet, USE, HFTextEncoder, MiniLM
+from latentstitch.encoders.pretrained.text import E5, USE, HFTextEncoder, MiniLM, MPNet
 from latentstitch.encoders.pretrained.vision import EfficientNetLite, MobileNetV2, TimmEncoder
 
 __all__ = [

@@ -10,8 +10,9 @@ import importlib.util
 import math
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -192,7 +193,9 @@ class ImagePreprocess:
         if x.ndim == 3:
             x = x.unsqueeze(1)
         if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ConfigError(f"image batches must be (B, C, H, W) with C in {{1, 3}} (or (B, H, W)), got shape {tuple(batch.shape)}")
+            raise ConfigError(
+                f"image batches must be (B, C, H, W) with C in {{1, 3}} (or (B, H, W)), got shape {tuple(batch.shape)}"
+            )
         x = x.to(device)  # move the small raw batch, not the resized one
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if x.shape[1] == 1:
@@ -233,7 +236,7 @@ def _center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         ph, pw = max(ch - h, 0), max(cw - w, 0)
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         h, w = x.shape[-2:]
-    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    top, left = round((h - ch) / 2.0), round((w - cw) / 2.0)
     return x[..., top : top + ch, left : left + cw]
 
 
@@ -266,13 +269,13 @@ def package_identity(*dists: str) -> dict:
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
-    p = Path(os.path.expanduser(str(path)))
+    p = Path(os.path.expanduser(str(path))).absolute()  # absolute now: a later chdir (Hydra) cannot move it
     if not p.is_file():
         raise ConfigError(f"{what}: no such file {p}")
     return p
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

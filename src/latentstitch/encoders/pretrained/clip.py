@@ -119,11 +119,15 @@ class ClipText(TextEncoder):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_name, local_files_only=self.local_only)
         except (OSError, ValueError) as e:
-            raise ConfigError(f"encoder={self.config_name}: cannot load the tokenizer of {self.model_name!r}: {one_line(e)}") from e
+            raise ConfigError(
+                f"encoder={self.config_name}: cannot load the tokenizer of {self.model_name!r}: {one_line(e)}"
+            ) from e
         model = _load_clip(self.model_name, self.local_only, self.config_name)
         self.text, self.projection = model.text_model, model.text_projection  # the image tower is dropped
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+            self.device
+        )
         pooled = self.text(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).pooler_output
         return self.projection(pooled)

