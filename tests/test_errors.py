@@ -43,19 +43,18 @@ def test_nan_latents_are_refused_before_caching(tmp_path):
     import torch
     from omegaconf import OmegaConf
 
-    from latentstitch.data import DatasetSplits, Split
+    from latentstitch.data import ItemDataset
     from latentstitch.encoders import SpaceBuilder
     from latentstitch.errors import ConfigError
 
     g = torch.Generator().manual_seed(0)
-    train = Split(torch.randn(64, 1, 8, 8, generator=g), torch.arange(64) % 4)
-    test = Split(torch.randn(16, 1, 8, 8, generator=g), torch.arange(16) % 4)
-    test.images[3] = float("nan")
-    data = DatasetSplits("toy", train, Split(train.images[:0], train.labels[:0]), test, num_classes=4)
+    images = torch.rand(80, 1, 8, 8, generator=g)
+    images[64 + 3] = float("nan")  # one test image
+    data = ItemDataset("toy", {"image": images}, torch.arange(80) % 4, {"train": torch.arange(64), "test": torch.arange(64, 80)}, num_classes=4)
     encoder = OmegaConf.create({"name": "mlp", "seed": 0, "train": {"steps": 2, "lr": 1e-3, "batch_size": 32},
                                 "model": {"_target_": "latentstitch.encoders.scratch.MLPEncoder", "img_size": 8, "num_features": 16}})
     trainer = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
-    builder = SpaceBuilder(Cache(tmp_path), data, OmegaConf.create({"name": "toy"}), trainer)
+    builder = SpaceBuilder(Cache(tmp_path), data, OmegaConf.create({"name": "toy", "mean": [0.5], "std": [0.5]}), trainer)
     with pytest.raises(ConfigError, match="encoder mlp:s0 produced 16 NaN/inf latent values on the test split"):
         builder.space(encoder)
     spaces = Cache(tmp_path).entries("space")

@@ -55,7 +55,9 @@ class ReservoirBuffer:
         idx = torch.randperm(len(labels), generator=generator)[:size]
         return inputs[idx], labels[idx]
 
-    def balanced_sample(self, num_classes: int, per_class: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def balanced_sample(
+        self, num_classes: int, per_class: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A class-balanced batch: ``num_classes`` classes drawn uniformly among those stored (all of
         them if fewer), then ``per_class`` items of each without replacement (fewer where a class
         has fewer). This is what CaSpeR's ``get_balanced_data(casper_batch, n_classes=p)`` does."""

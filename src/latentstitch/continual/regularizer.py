@@ -21,8 +21,9 @@ optimisation, use the loss term instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -33,7 +34,9 @@ from latentstitch.continual.spectral import casper_loss
 class BalancedBuffer(Protocol):
     def __len__(self) -> int: ...
 
-    def balanced_sample(self, num_classes: int, per_class: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def balanced_sample(
+        self, num_classes: int, per_class: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass
@@ -44,7 +47,10 @@ class CasperRegularizer:
     ``samples_per_class`` (m): the authors' default batch is the training batch size, so m = batch / p.
     ``start_task``: the loss applies from this task on (the authors: from the second, 1).
     ``task``: the current task index, set by whoever runs the tasks (the callback does it).
-    Records the raw loss values and their wall time (``history``, ``seconds``).
+    Records the raw loss values and their wall time (``history``, ``seconds``), and ``skipped``:
+    the batches whose features or spectrum were not finite (a diverged network: with a large
+    ``rho`` the straight-through relaxation's large gradients can make SGD diverge). Those give
+    no loss instead of an exception, so a run that diverges finishes and is reported as such.
     """
 
     num_classes_per_task: int
@@ -58,25 +64,39 @@ class CasperRegularizer:
     task: int = 0
     history: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: int = 0
 
     def active(self, buffer: BalancedBuffer) -> bool:
         return self.rho > 0 and self.task >= self.start_task and len(buffer) >= self.num_classes_per_task + 2
 
-    def loss(self, features: Callable[[torch.Tensor], torch.Tensor], buffer: BalancedBuffer, device: Any = None) -> torch.Tensor | None:
+    def loss(
+        self, features: Callable[[torch.Tensor], torch.Tensor], buffer: BalancedBuffer, device: Any = None
+    ) -> torch.Tensor | None:
         """The unweighted spectral loss of a fresh balanced batch, or None where it cannot apply
-        (fewer than ``p + 2`` items, or a batch of a single class)."""
+        (fewer than ``p + 2`` items, a batch of a single class, non-finite features or spectrum)."""
         start = time.perf_counter()
         inputs, labels = buffer.balanced_sample(self.num_classes_per_task, self.samples_per_class, self.generator)
         if labels.unique().numel() < 2 or len(labels) < self.num_classes_per_task + 2:
             return None
         if device is not None:
             inputs = inputs.to(device)
-        value = casper_loss(features(inputs), labels, self.num_classes_per_task, self.k, self.temperature, self.convention)
+        z = features(inputs)
+        value = None
+        if torch.isfinite(z).all():
+            try:
+                value = casper_loss(z, labels, self.num_classes_per_task, self.k, self.temperature, self.convention)
+            except torch.linalg.LinAlgError:  # eigvalsh on an overflowing Laplacian
+                value = None
+        if value is None or not torch.isfinite(value):
+            self.skipped += 1
+            return None
         self.history.append(float(value.detach()))
         self.seconds += time.perf_counter() - start
         return value
 
-    def __call__(self, features: Callable[[torch.Tensor], torch.Tensor], buffer: BalancedBuffer, device: Any = None) -> torch.Tensor:
+    def __call__(
+        self, features: Callable[[torch.Tensor], torch.Tensor], buffer: BalancedBuffer, device: Any = None
+    ) -> torch.Tensor:
         """``rho * loss`` to add to a task loss; a zero tensor where it does not apply."""
         value = self.loss(features, buffer, device) if self.active(buffer) else None
         if value is None:
@@ -91,7 +111,13 @@ class CasperCallback(L.Callback):
     (a method: inputs -> penultimate features) and ``task_attr`` (the current task index).
     """
 
-    def __init__(self, regularizer: CasperRegularizer, buffer_attr: str = "buffer", features_attr: str = "features", task_attr: str = "current_task"):
+    def __init__(
+        self,
+        regularizer: CasperRegularizer,
+        buffer_attr: str = "buffer",
+        features_attr: str = "features",
+        task_attr: str = "current_task",
+    ):
         self.regularizer = regularizer
         self.buffer_attr, self.features_attr, self.task_attr = buffer_attr, features_attr, task_attr
 

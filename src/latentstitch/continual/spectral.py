@@ -155,6 +155,8 @@ def casper_loss(
     p = int(p)
     last = p + 1 if convention == "code" else p  # index of the eigenvalue subtracted
     if p < 1 or features.shape[0] < last + 1:
-        raise ValueError(f"casper_loss with p={p} ({convention} convention) needs at least {last + 1} samples, got {features.shape[0]}")
+        raise ValueError(
+            f"casper_loss with p={p} ({convention} convention) needs at least {last + 1} samples, got {features.shape[0]}"
+        )
     evals = laplacian_eigenvalues(features, k, temperature)
     return evals[:last].sum() - evals[last]
