@@ -7,7 +7,7 @@ path; the SVM is fitted with scikit-learn and exported as the equivalent linear 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
@@ -66,6 +66,21 @@ def _fit_svm(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor, head_
         head[0].bias.copy_(torch.from_numpy(np.nan_to_num(full_b, neginf=-1e9)))
 
 
+def _input_dim(input_layer: nn.Module | None, dim: int) -> int:
+    """The head's input width: ``dim``, or what ``input_layer`` turns ``dim`` features into."""
+    if input_layer is None:
+        return dim
+    if hasattr(input_layer, "out_dim"):
+        return int(input_layer.out_dim)
+    with torch.no_grad():
+        return int(input_layer.eval()(torch.zeros(2, dim)).shape[1])
+
+
+def with_input_layer(input_layer: nn.Module | None, head: nn.Module) -> nn.Module:
+    """``head`` behind ``input_layer`` (a projection method's normalisation / aggregation)."""
+    return head if input_layer is None else nn.Sequential(input_layer, head)
+
+
 def train_head(
     head_cfg: DictConfig | dict,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -74,16 +89,29 @@ def train_head(
     logger: Any = False,
     name: str = "decoder",
     max_epochs: int | None = None,
+    input_layer: nn.Module | None = None,
 ) -> nn.Module:
-    """A freshly trained head on ``train = (latents, labels)`` (``max_epochs``: the dataset's cap)."""
+    """A freshly trained head on ``train = (latents, labels)`` (``max_epochs``: the dataset's cap).
+
+    ``input_layer`` (a projection method's normalisation / aggregation layer) goes in front of the
+    head and is trained with it; the SVM head can only use a layer that needs no training.
+    """
     L.seed_everything(int(head_cfg.get("seed", 0)), workers=True, verbose=False)
-    head = build_head(head_cfg, train[0].shape[1], num_classes)
+    head = build_head(head_cfg, _input_dim(input_layer, train[0].shape[1]), num_classes)
     if head_cfg["name"] == "svm":
-        _fit_svm(head, *train, head_cfg)
-        return head
-    module = ClassifierModule(nn.Identity(), head, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name)
+        latents = train[0]
+        if input_layer is not None:
+            if getattr(input_layer, "trainable", False):
+                raise ConfigError("head=svm cannot train the relative decoder's input layer (aggregation=mlp_sum or decoder_norm=batchnorm): "
+                                  "use head=mlp or head=linear")  # fmt: skip
+            with torch.no_grad():
+                latents = torch.cat([input_layer.eval()(chunk) for chunk in latents.split(4096)])
+        _fit_svm(head, latents, train[1], head_cfg)
+        return with_input_layer(input_layer, head)
+    model = with_input_layer(input_layer, head)
+    module = ClassifierModule(nn.Identity(), model, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name)
     fit_module(module, train, None, int(head_cfg["steps"]), int(head_cfg["batch_size"]), trainer_cfg, logger, max_epochs)
-    return head
+    return model
 
 
 def get_decoder(
@@ -96,9 +124,14 @@ def get_decoder(
     trainer_cfg: dict[str, Any],
     projection: dict[str, Any] | None = None,
     logger: Any = False,
+    input_layer: Callable[[], nn.Module] | None = None,
 ) -> nn.Module:
     """The head trained on ``target``'s train latents (after the method's target projection,
-    the identity for translators), from the cache when present."""
+    the identity for translators), from the cache when present.
+
+    ``projection``: the method's settings (part of the cache key); ``input_layer``: makes the
+    layer a projection method puts in front of the head (normalisation, aggregation).
+    """
     projection = projection or {"name": "identity"}
     label = f"{head_cfg['name']} on {target.label}"
     spec = {"dataset": dataset_spec(dataset_cfg), "space": to_container(space_cfg), "head": to_container(head_cfg), "projection": projection}
@@ -106,10 +139,12 @@ def get_decoder(
     def build() -> dict[str, torch.Tensor]:
         log.info("training decoder %s", label)
         head = train_head(head_cfg, (target.train, target.train_labels), num_classes, trainer_cfg, logger,
-                          name=f"decoder/{target.label}", max_epochs=dataset_cfg.get("max_epochs"))  # fmt: skip
+                          name=f"decoder/{target.label}", max_epochs=dataset_cfg.get("max_epochs"),
+                          input_layer=input_layer() if input_layer else None)  # fmt: skip
         return {k: v.clone() for k, v in head.state_dict().items()}
 
-    head = build_head(head_cfg, target.dim, num_classes)
+    layer = input_layer() if input_layer else None
+    head = with_input_layer(layer, build_head(head_cfg, _input_dim(layer, target.dim), num_classes))
     head.load_state_dict(cache.get_or_build("decoder", spec, build, label))
     return head.eval()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,10 @@ def read_cells(sweep_dir: str | Path) -> pd.DataFrame:
             row = json.loads(metrics.read_text())
         except (OSError, ValueError):
             row = {**_identity_from_job(job), "status": "failed", "error": "no metrics.json (job crashed or was killed)"}
+        if "encoder" not in row and row.get("status") == "ok":
+            continue  # an experiment that is not a stitching cell (casper, similarity, ...) reports itself
         rows.append({**row, "job": job.name})
-    if not rows:
+    if not rows and not any((p / ".hydra").is_dir() for p in Path(sweep_dir).iterdir()):
         raise EmptySweepError(f"no cells in {sweep_dir}: no job directories with a .hydra/ folder (is this a sweep dir?)")
     return pd.DataFrame(rows)
 
@@ -57,7 +60,8 @@ def _identity_from_job(job: Path) -> dict[str, Any]:
 
 def _settings(cells: pd.DataFrame) -> list[str]:
     """The settings that vary for some translator (the translator itself always names a grid)."""
-    return [k for k in SETTING_KEYS if k in cells and cells.groupby("translator", dropna=False)[k].nunique(dropna=False).max() > 1]
+    by = [k for k in ("translator", "dataset") if k in cells]  # a dataset's own anchor count is not a curve
+    return [k for k in SETTING_KEYS if k in cells and cells.groupby(by, dropna=False)[k].nunique(dropna=False).max() > 1]
 
 
 def grid_name(setting: dict[str, Any], varying: list[str]) -> str:
@@ -65,11 +69,16 @@ def grid_name(setting: dict[str, Any], varying: list[str]) -> str:
     return "_".join(parts).replace("/", "-")
 
 
+KIND_LABELS = {"acc": "accuracy", "top1": "retrieval top-1", "mse": "pixel MSE"}
+TASK_KINDS = {"classification": "acc", "retrieval": "top1", "reconstruction": "mse"}
+
+
 def score_kind(cells: pd.DataFrame) -> str:
-    """``mse`` (pixel MSE) for reconstruction sweeps, ``acc`` otherwise: read from the cells'
-    ``task``, which failed cells carry too, so a sweep in which every cell failed still has one."""
+    """The score a grid shows: ``acc`` (classification), ``top1`` (retrieval) or ``mse`` (pixel MSE,
+    reconstruction). Read from the cells' ``task``, which failed cells carry too, so a sweep in
+    which every cell failed still has one."""
     if "task" in cells and cells["task"].notna().any():
-        return "mse" if (cells["task"] == "reconstruction").any() else "acc"
+        return TASK_KINDS.get(str(cells["task"].dropna().iloc[0]), "acc")
     return "mse" if "stitched_mse" in cells and cells["stitched_mse"].notna().any() else "acc"
 
 
@@ -77,25 +86,28 @@ def pivot(cells: pd.DataFrame, value: str, kind: str = "acc") -> tuple[pd.DataFr
     """(scores, failed) tables, rows = encoders, columns = decoders; the diagonal is the native score."""
     ok = cells[cells["status"] == "ok"]
     table = ok.pivot_table(index="encoder", columns="decoder", values=value, aggfunc="mean")
-    native = ok.groupby("decoder")[f"native_{kind}"].mean()
+    native = ok.groupby("decoder")[f"native_{kind}"].mean() if f"native_{kind}" in ok else pd.Series(dtype=float)
     labels = sorted(set(cells["encoder"].dropna()) | set(cells["decoder"].dropna()))
     rows = [r for r in labels if r in set(cells["encoder"])]
     cols = [c for c in labels if c in set(cells["decoder"])]
     table = table.reindex(index=rows, columns=cols)
     for label in set(rows) & set(cols):
-        if label in native:
+        if label in native and pd.notna(native[label]):  # retrieval has no native score
             table.loc[label, label] = native[label]
     failed = cells[cells["status"] != "ok"].assign(flag=1).pivot_table(index="encoder", columns="decoder", values="flag", aggfunc="max")
     failed = failed.reindex(index=rows, columns=cols).fillna(0).astype(bool)
     return table, failed
 
 
-def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path, kind: str = "acc") -> Path:
-    """Annotated heatmap; failed cells are marked 'failed', missing ones 'n/a'."""
+def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path, kind: str = "acc",
+              notes: dict[str, str] | None = None) -> Path:  # fmt: skip
+    """Annotated heatmap; failed cells are marked 'failed', missing ones 'n/a'. ``notes`` adds a
+    line under an encoder's name (its own accuracy and mean latent norm)."""
     n_rows, n_cols = table.shape
     values = table.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(1.4 * n_cols + 2.5, 1.0 * n_rows + 1.8))
-    if kind == "acc":
+    notes = notes or {}
+    fig, ax = plt.subplots(figsize=(1.4 * n_cols + 2.5 + (1.0 if notes else 0), 1.0 * n_rows + 1.8))
+    if kind in ("acc", "top1"):
         im = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
         dark = lambda v: v < 0.6  # noqa: E731
     else:
@@ -103,8 +115,9 @@ def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path,
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         im = ax.imshow(values, vmin=lo, vmax=hi, cmap="viridis_r")
         dark = lambda v: v > lo + 0.4 * (hi - lo)  # noqa: E731
-    ax.set_xticks(range(n_cols), table.columns, rotation=30, ha="right")
-    ax.set_yticks(range(n_rows), table.index)
+    with_note = lambda label: f"{label}\n{notes[label]}" if label in notes else label  # noqa: E731
+    ax.set_xticks(range(n_cols), [with_note(c) for c in table.columns], rotation=30, ha="right")
+    ax.set_yticks(range(n_rows), [with_note(r) for r in table.index])
     ax.set_xlabel("decoder (target space)")
     ax.set_ylabel("encoder (source space)")
     for i in range(n_rows):
@@ -113,8 +126,8 @@ def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path,
             text = "failed" if failed.iat[i, j] else ("n/a" if pd.isna(value) else f"{value:.3f}")
             color = "red" if failed.iat[i, j] else ("white" if pd.isna(value) or dark(value) else "black")
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=10, fontweight="bold" if i == j else None)
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy" if kind == "acc" else "pixel MSE")
+    ax.set_title(textwrap.fill(title, width=max(40, 12 * n_cols + 20)), fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=KIND_LABELS.get(kind, kind))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -132,8 +145,8 @@ def plot_anchor_curve(cells: pd.DataFrame, path: Path, kind: str = "acc") -> Pat
     ax.axhline(native, color="grey", linestyle="--", label=f"native ({native:.3f})")
     ax.set_xscale("log")
     ax.set_xlabel("number of anchors")
-    ax.set_ylabel("stitched accuracy" if kind == "acc" else "stitched pixel MSE")
-    if kind == "acc":
+    ax.set_ylabel(f"stitched {KIND_LABELS.get(kind, kind)}")
+    if kind in ("acc", "top1"):
         ax.set_ylim(0, 1)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -149,8 +162,11 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     ok = cells[cells["status"] == "ok"]
     off = ok[ok["encoder"] != ok["decoder"]]
     off = off if len(off) else ok
-    scores = [f"{part}_{kind}" for kind in ("acc", "macro_f1", "mse") for part in ("native", "stitched", "untranslated")]
-    numeric = [c for c in (*scores, "stitched_over_native", "latent_cosine", "latent_mse", "cka") if c in off and off[c].notna().any()]
+    kinds = ("acc", "macro_f1", "top1", "top5", "mrr", "mse")
+    scores = [f"{part}_{kind}" for kind in kinds for part in ("native", "stitched", "untranslated")]
+    extra = ("stitched_over_native", "latent_cosine", "latent_mse", "cka", "source_norm", "target_norm",
+             "anchor_precision", "anchor_label_agreement", "projected_dim")  # fmt: skip
+    numeric = [c for c in (*scores, *extra) if c in off and off[c].notna().any()]
     summary = off.groupby(keys, dropna=False)[numeric].mean(numeric_only=True)
     summary["cells"] = off.groupby(keys, dropna=False).size()
     summary["failed"] = cells[cells["status"] != "ok"].groupby(keys, dropna=False).size().reindex(summary.index).fillna(0).astype(int)
@@ -161,6 +177,8 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     """Write grid.csv, summary.csv, grid_<setting>.png (+ untranslated, + anchor curve) into ``sweep_dir``."""
     sweep_dir = Path(sweep_dir)
     cells = read_cells(sweep_dir)
+    if cells.empty:  # every job was an experiment that writes its own report
+        return {"cells": cells, "summary": pd.DataFrame(), "plots": {}, "failed": cells, "spaces": pd.DataFrame()}
     cells.to_csv(sweep_dir / "grid.csv", index=False)
     failed_cells = cells[cells["status"] != "ok"]
     if len(failed_cells) == len(cells):  # nothing to plot or average: the failures are the report
@@ -168,23 +186,63 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     summary = summarise(cells)
     summary.to_csv(sweep_dir / "summary.csv", index=False)
     varying = _settings(cells)
-    kind = score_kind(cells)
     plots: dict[str, Path] = {}
     keys = [k for k in SETTING_KEYS if k in cells]
+    spaces = space_table(cells)
+    if len(spaces):
+        spaces.to_csv(sweep_dir / "encoders.csv", index=False)
     for setting, group in cells.groupby(keys, dropna=False) if keys else [((), cells)]:
         if "num_anchors" in varying and group["encoder"].nunique() * group["decoder"].nunique() == 1:
             continue  # a curve, not a grid
+        kind = score_kind(group)
         name = grid_name(dict(zip(keys, setting)), varying)
         table, failed = pivot(group, f"stitched_{kind}", kind)
-        title = f"stitched {'accuracy' if kind == 'acc' else 'pixel MSE'} ({name}); diagonal: native"
-        plots[f"grid_{name}"] = plot_grid(table, failed, title, sweep_dir / f"grid_{name}.png", kind)
-    if f"untranslated_{kind}" in cells:
-        table, failed = pivot(cells.drop_duplicates(["encoder", "decoder"]), f"untranslated_{kind}", kind)
-        title = f"untranslated {'accuracy' if kind == 'acc' else 'pixel MSE'}; diagonal: native"
-        plots["grid_untranslated"] = plot_grid(table, failed, title, sweep_dir / "grid_untranslated.png", kind)
+        native = "; diagonal: native" if kind != "top1" else ""
+        title = f"stitched {KIND_LABELS[kind]} ({name}){native}"
+        plots[f"grid_{name}"] = plot_grid(table, failed, title, sweep_dir / f"grid_{name}.png", kind, notes=_notes(spaces, group))
+    datasets = list(cells["dataset"].dropna().unique()) if "dataset" in cells else [None]
+    for dataset in datasets:
+        part = cells if dataset is None else cells[cells["dataset"] == dataset]
+        kind = score_kind(part)
+        if f"untranslated_{kind}" not in part or not part[f"untranslated_{kind}"].notna().any() and kind == "top1":
+            continue
+        suffix = "" if len(datasets) == 1 else f"_{dataset}"
+        table, failed = pivot(part.drop_duplicates(["encoder", "decoder"]), f"untranslated_{kind}", kind)
+        title = f"untranslated {KIND_LABELS[kind]}{'' if dataset is None else f' ({dataset})'}" + ("; diagonal: native" if kind != "top1" else "")
+        plots[f"grid_untranslated{suffix}"] = plot_grid(table, failed, title, sweep_dir / f"grid_untranslated{suffix}.png", kind)
     if "num_anchors" in varying:
-        plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png", kind)
-    return {"cells": cells, "summary": summary, "plots": plots, "failed": failed_cells}
+        plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png", score_kind(cells))
+    return {"cells": cells, "summary": summary, "plots": plots, "failed": failed_cells, "spaces": spaces}
+
+
+def space_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per space (and head): its own accuracy (the native score of the decoder trained
+    on it) and its mean latent norm; the paper sets these beside the stitching grid (Figure 5)."""
+    ok = cells[cells["status"] == "ok"]
+    if "target_norm" not in ok or not len(ok):
+        return pd.DataFrame()
+    by = [k for k in ("dataset", "decoder", "head") if k in ok]
+    agg = {"mean_norm": ("target_norm", "mean")}
+    if "native_acc" in ok and ok["native_acc"].notna().any():
+        agg["own_acc"] = ("native_acc", "mean")
+    table = ok.groupby(by, dropna=False).agg(**agg).reset_index().rename(columns={"decoder": "space"})
+    sources = ok.groupby([k for k in ("dataset", "encoder") if k in ok], dropna=False)["source_norm"].mean()
+    missing = [(d, e) for (d, e) in sources.index if not ((table["dataset"] == d) & (table["space"] == e)).any()]
+    extra = pd.DataFrame([{"dataset": d, "space": e, "mean_norm": sources[(d, e)]} for d, e in missing])
+    return pd.concat([table, extra], ignore_index=True) if len(extra) else table
+
+
+def _notes(spaces: pd.DataFrame, group: pd.DataFrame) -> dict[str, str]:
+    if not len(spaces):
+        return {}
+    rows = spaces[spaces["dataset"].isin(group["dataset"].unique())] if "dataset" in group else spaces
+    head = group["head"].iloc[0] if "head" in group else None
+    notes = {}
+    for label, part in rows.groupby("space"):
+        own = part[part["head"] == head]["own_acc"] if "own_acc" in part and "head" in part else pd.Series(dtype=float)
+        acc = f"acc {own.iloc[0]:.2f}, " if len(own) and pd.notna(own.iloc[0]) else ""
+        notes[label] = f"{acc}|z| {part['mean_norm'].mean():.2g}"
+    return notes
 
 
 def log_report_to_wandb(report: dict[str, Any], logger_cfg: DictConfig, group: str, sweep_dir: Path) -> None:
@@ -215,6 +273,8 @@ def report_and_exit_code(sweep_dir: str | Path, logger_cfg: DictConfig | None = 
         print(f"error: could not build the grid of {sweep_dir}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     cells, failed = report["cells"], report["failed"]
+    if cells.empty:
+        return 0
     plots = ", ".join(p.name for p in report["plots"].values()) or "none"
     print(f"grid: {len(cells)} cells ({len(cells) - len(failed)} ok, {len(failed)} failed) -> {Path(sweep_dir) / 'grid.csv'}; plots: {plots}")
     if len(report["summary"]):

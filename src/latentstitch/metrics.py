@@ -61,3 +61,82 @@ def retrieval(queries: torch.Tensor, keys: torch.Tensor, ks: tuple[int, ...] = (
     scores["mrr"] = float((1.0 / rank).mean())
     scores["pool"] = int(len(k))
     return scores
+
+
+# ------------------------------------------------------------------ similarity between spaces (analysis)
+
+
+def _centre_gram(k: torch.Tensor) -> torch.Tensor:
+    """H K H with H = I - 11^T / n."""
+    return k - k.mean(dim=0, keepdim=True) - k.mean(dim=1, keepdim=True) + k.mean()
+
+
+def kernel_cka(k: torch.Tensor, l: torch.Tensor) -> float:  # noqa: E741
+    """CKA of two Gram matrices: <HKH, HLH>_F / (|HKH|_F |HLH|_F)."""
+    kc, lc = _centre_gram(k.double()), _centre_gram(l.double())
+    return float((kc * lc).sum() / (kc.norm() * lc.norm()))
+
+
+def rbf_kernel(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """``exp(-|x_i - x_j|^2 / (2 sigma^2))``; ``sigma`` defaults to the square root of the median
+    of the non-zero squared distances."""
+    x = x.double()
+    sq = x.square().sum(dim=1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)
+    d2.fill_diagonal_(0)
+    if sigma is None:
+        nonzero = d2[d2 > 0]
+        sigma2 = float(nonzero.median()) if len(nonzero) else 1.0
+    else:
+        sigma2 = float(sigma) ** 2
+    return torch.exp(-d2 / (2 * sigma2))
+
+
+def rbf_cka(x: torch.Tensor, y: torch.Tensor, sigma_x: float | None = None, sigma_y: float | None = None) -> float:
+    """CKA with RBF kernels (median heuristic per space); O(n^2) memory: subsample large sets."""
+    if len(x) != len(y):
+        raise ValueError(f"rbf_cka needs parallel rows, got {len(x)} and {len(y)}")
+    return kernel_cka(rbf_kernel(x, sigma_x), rbf_kernel(y, sigma_y))
+
+
+@torch.no_grad()
+def knn_indices(queries: torch.Tensor, keys: torch.Tensor, k: int, exclude_self: bool = False, chunk: int = 1024) -> torch.Tensor:
+    """Indices (n, k) of the ``k`` keys most cosine-similar to each query. ``exclude_self``: the
+    queries are the keys, and row i may not pick key i."""
+    q = F.normalize(queries.float(), dim=1)
+    kk = F.normalize(keys.float(), dim=1)
+    if k > len(kk) - int(exclude_self):
+        raise ValueError(f"k={k} neighbours asked for among {len(kk) - int(exclude_self)} candidates")
+    out = []
+    for start in range(0, len(q), chunk):
+        sims = q[start : start + chunk] @ kk.T
+        if exclude_self:
+            rows = torch.arange(len(sims))
+            sims[rows, rows + start] = -float("inf")
+        out.append(sims.topk(k, dim=1).indices)
+    return torch.cat(out)
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row, the number of indices that rows of ``a`` and ``b`` share (each row has no repeats)."""
+    return (a[:, :, None] == b[:, None, :]).any(dim=2).sum(dim=1)
+
+
+def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
+    """Mutual k-NN alignment (Huh et al., 2024): mean over samples of |N_k^A(i) & N_k^B(i)| / k,
+    neighbours by cosine within each space, self excluded. Rows of ``a`` and ``b`` are parallel."""
+    if len(a) != len(b):
+        raise ValueError(f"mutual_knn needs parallel rows, got {len(a)} and {len(b)}")
+    na, nb = knn_indices(a, a, k, exclude_self=True), knn_indices(b, b, k, exclude_self=True)
+    return float(_overlap(na, nb).double().mean() / k)
+
+
+def knn_jaccard(queries: torch.Tensor, keys: torch.Tensor, k: int = 5) -> float:
+    """Cross-space Jaccard@k (relreps): for each i, the k keys nearest to ``queries[i]`` against the
+    k keys nearest to ``keys[i]`` itself (both by cosine, self included), |S & T| / |S | T|, averaged.
+    Queries and keys must share the dimension (translated, or relative to shared anchors)."""
+    if queries.shape != keys.shape:
+        raise ValueError(f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must have the same shape")
+    s, t = knn_indices(queries, keys, k), knn_indices(keys, keys, k)
+    inter = _overlap(s, t).double()
+    return float((inter / (2 * k - inter)).mean())

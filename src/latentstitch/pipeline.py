@@ -26,7 +26,15 @@ from latentstitch.encoders.training import quiet_lightning
 from latentstitch.errors import ConfigError
 from latentstitch.logging import finish_logger, format_cell, log_run, make_logger, save_image_strip, write_cells_csv, write_json
 from latentstitch.runtime import configure_threads, ensure_writable
-from latentstitch.stitching import cell_identity, evaluate_cell, evaluate_reconstruction_cell, evaluate_retrieval_cell
+from latentstitch.stitching import (
+    cell_identity,
+    evaluate_cell,
+    evaluate_projection_cell,
+    evaluate_reconstruction_cell,
+    evaluate_retrieval_cell,
+    is_paired,
+    is_projection,
+)
 from latentstitch.translation import TranslationError, Translator
 
 log = logging.getLogger(__name__)
@@ -43,7 +51,9 @@ def _instantiate(node: DictConfig, group: str) -> Any:
 TASKS = ("classification", "retrieval", "reconstruction")
 
 # experiments that are not stitching cells: task -> module whose ``run(cfg) -> dict`` does the run
-EXPERIMENTS: dict[str, str] = {"casper": "latentstitch.continual.casper", "rl_stitching": "latentstitch.rl.stitching"}
+EXPERIMENTS: dict[str, str] = {"casper": "latentstitch.continual.casper", "rl_stitching": "latentstitch.rl.stitching",
+                               "similarity": "latentstitch.analysis", "aggregation": "latentstitch.aggregation",
+                               "asif": "latentstitch.asif"}  # fmt: skip
 
 
 def check_task(task: str, items: ItemDataset) -> None:
@@ -72,6 +82,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     builder = SpaceBuilder(Cache(cfg.paths.cache_dir), items, cfg.dataset, trainer_cfg)
     try:
         translator.check_dims(builder.dim(cfg.encoder), builder.dim(cfg.decoder.space))
+        _check_method(translator, cfg, strategy, len(items.ids("train")))
     except TranslationError as e:
         raise ConfigError(str(e)) from None
 
@@ -80,11 +91,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         source = builder.space(cfg.encoder)
         target = builder.space(cfg.decoder.space)
-        anchor_idx = strategy.select(source.train_labels)
+        # methods fitted on unpaired samples get no anchors; kmeans / fps / bootstrap read the latents
+        anchor_idx = strategy.select(source.train_labels, source=source.train, target=target.train) if is_paired(translator) else None
         if task == "reconstruction":
             scores, images = _reconstruction(cfg, builder, source, target, translator, anchor_idx)
         elif task == "retrieval":
             scores, images = evaluate_retrieval_cell(source, target, translator, anchor_idx), {}
+        elif is_projection(translator):  # the decoder is trained on the target's projection
+            def make_decoder(projected: Space, key: dict[str, Any]) -> Any:
+                return get_decoder(builder.cache, projected, cfg.dataset, cfg.decoder.space, cfg.head, items.num_classes, trainer_cfg,
+                                   projection=key, logger=logger, input_layer=translator.decoder_input)  # fmt: skip
+
+            scores, images = evaluate_projection_cell(source, target, translator, anchor_idx, make_decoder), {}
         else:
             decoder = get_decoder(builder.cache, target, cfg.dataset, cfg.decoder.space, cfg.head, items.num_classes, trainer_cfg, logger=logger)
             scores, images = evaluate_cell(source, target, decoder, translator, anchor_idx), {}
@@ -95,6 +113,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         finish_logger(logger)
     return cell
+
+
+def _check_method(method: Any, cfg: DictConfig, strategy: AnchorStrategy, train_size: int) -> None:
+    """What a method needs of the cell, checked before any training (one line each)."""
+    task = cfg.get("task", "classification")
+    if is_projection(method) and task == "classification" and cfg.head.name == "svm" and method.decoder_input_trainable:
+        raise ConfigError("head=svm cannot train the relative decoder's input layer (aggregation=mlp_sum or decoder_norm=batchnorm): "
+                          "use head=mlp or head=linear")  # fmt: skip
+    if is_projection(method) and task == "reconstruction":
+        raise ConfigError(f"translator={method.name} trains the decoder on the target's projection; task=reconstruction uses "
+                          "the autoencoder's own decoder: pick a translator (ortho, linear, inverse_relative, ...)")  # fmt: skip
+    if is_paired(method) and hasattr(method, "check_anchors"):
+        method.check_anchors(strategy.num)
+    if not is_paired(method) and hasattr(method, "check_samples"):  # fitted on the two halves of the train split
+        method.check_samples(train_size // 2, train_size - train_size // 2)
 
 
 def _reconstruction(cfg: DictConfig, builder: SpaceBuilder, source: Space, target: Space, translator: Translator, anchor_idx) -> tuple[dict, dict]:

@@ -24,3 +24,33 @@ __all__ = [
     "Translator",
     "make_scaling",
 ]
+
+# the relative-representation family and anchor-free translation (imported after TranslationError)
+from latentstitch.translation.relative import (  # noqa: E402
+    InverseRelativeTranslator,
+    RelativeDecoderInput,
+    RelativeProjection,
+    RelativeStitching,
+    farthest_point_sampling,
+    kmeans,
+)
+from latentstitch.translation.unsupervised import UnsupervisedTranslator  # noqa: E402
+
+# methods beside TRANSLATORS: config name -> class (projection methods train the decoder on the
+# target's projection; unpaired ones fit on two unpaired samples instead of parallel anchors)
+METHODS = {
+    "relative": RelativeStitching,
+    "inverse_relative": InverseRelativeTranslator,
+    "unsupervised": UnsupervisedTranslator,
+}
+
+__all__ += [
+    "METHODS",
+    "InverseRelativeTranslator",
+    "RelativeDecoderInput",
+    "RelativeProjection",
+    "RelativeStitching",
+    "UnsupervisedTranslator",
+    "farthest_point_sampling",
+    "kmeans",
+]
