@@ -12,7 +12,7 @@ from latentstitch import metrics
 from latentstitch.cache import Cache
 
 # a class-stratified subset keeps the image encoder's share of the suite under a minute
-EMOJI = ["dataset=emoji", "dataset.max_train=400", "dataset.max_test=200", "anchors.num=300", "logger=none",
+EMOJI = ["dataset=emoji", "dataset.max_train=300", "dataset.max_test=150", "dataset.max_epochs=100", "anchors.num=250", "logger=none",
          "trainer.enable_progress_bar=false"]  # fmt: skip
 
 

@@ -60,8 +60,13 @@ def _identity_from_job(job: Path) -> dict[str, Any]:
 
 def _settings(cells: pd.DataFrame) -> list[str]:
     """The settings that vary for some translator (the translator itself always names a grid)."""
-    by = [k for k in ("translator", "dataset") if k in cells]  # a dataset's own anchor count is not a curve
-    return [k for k in SETTING_KEYS if k in cells and cells.groupby(by, dropna=False)[k].nunique(dropna=False).max() > 1]
+    return [k for k in SETTING_KEYS if k in cells and cells.groupby("translator", dropna=False)[k].nunique(dropna=False).max() > 1]
+
+
+def _is_anchor_curve(cells: pd.DataFrame) -> bool:
+    """The anchor count varies within one dataset (each dataset's own default is not a curve)."""
+    by = [k for k in ("translator", "dataset") if k in cells]
+    return "num_anchors" in cells and cells.groupby(by, dropna=False)["num_anchors"].nunique(dropna=False).max() > 1
 
 
 def grid_name(setting: dict[str, Any], varying: list[str]) -> str:
@@ -186,13 +191,14 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     summary = summarise(cells)
     summary.to_csv(sweep_dir / "summary.csv", index=False)
     varying = _settings(cells)
+    curve = _is_anchor_curve(cells)
     plots: dict[str, Path] = {}
     keys = [k for k in SETTING_KEYS if k in cells]
     spaces = space_table(cells)
     if len(spaces):
         spaces.to_csv(sweep_dir / "encoders.csv", index=False)
     for setting, group in cells.groupby(keys, dropna=False) if keys else [((), cells)]:
-        if "num_anchors" in varying and group["encoder"].nunique() * group["decoder"].nunique() == 1:
+        if curve and group["encoder"].nunique() * group["decoder"].nunique() == 1:
             continue  # a curve, not a grid
         kind = score_kind(group)
         name = grid_name(dict(zip(keys, setting)), varying)
@@ -210,7 +216,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
         table, failed = pivot(part.drop_duplicates(["encoder", "decoder"]), f"untranslated_{kind}", kind)
         title = f"untranslated {KIND_LABELS[kind]}{'' if dataset is None else f' ({dataset})'}" + ("; diagonal: native" if kind != "top1" else "")
         plots[f"grid_untranslated{suffix}"] = plot_grid(table, failed, title, sweep_dir / f"grid_untranslated{suffix}.png", kind)
-    if "num_anchors" in varying:
+    if curve:
         plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png", score_kind(cells))
     return {"cells": cells, "summary": summary, "plots": plots, "failed": failed_cells, "spaces": spaces}
 

@@ -9,7 +9,9 @@ Least squares ``argmin_R ||X R - Y||`` is solved, in order of preference:
    the result stays within the target accuracy of the latents' precision (``TARGET_RELATIVE_ERROR``).
 2. ``cholesky-float64``: the same in float64, for float32 latents that are too ill-conditioned
    for float32 but still well inside the numerical rank, so the minimum-norm solution (below) would
-   keep every direction and equals the unique least-squares solution this computes.
+   keep every direction and equals the unique least-squares solution this computes. The caller
+   redoes the scaling in float64 first (``least_squares`` returns None to ask for it), or the float32
+   rounding of the scaled anchors, amplified by the conditioning, would cost what float64 buys.
 3. ``gelsd-float64``: SVD-based minimum-norm least squares in float64 on the CPU, singular values
    below ``eps(latents' dtype) * max(n, d)`` dropped. This is the under-determined and rank-deficient
    case (a ViT's mean-pooled LayerNorm features are rank d-1), and the reference semantics.
@@ -67,26 +69,30 @@ def all_finite(t: torch.Tensor) -> bool:
 def _largest_eigenvalue(apply, dim: int, like: torch.Tensor) -> float:
     """Largest Ritz value of ``_LANCZOS_STEPS`` Lanczos steps from a fixed random start (a lower bound
     on lambda_max of the symmetric positive definite operator ``apply``, within ``_LANCZOS_EPS`` of it
-    with overwhelming probability). Single vectors: each step costs one d x d read."""
-    start = torch.randn(dim, generator=torch.Generator().manual_seed(0), dtype=like.dtype).to(like.device)
-    q, q_prev, beta = start / torch.linalg.vector_norm(start), torch.zeros_like(start), 0.0
-    alphas: list[torch.Tensor] = []
-    betas: list[torch.Tensor] = []
+    with overwhelming probability). Single vectors, scalars as Python floats: each step is one d x d
+    read and five small ops."""
+    q = torch.randn(dim, generator=torch.Generator().manual_seed(0), dtype=like.dtype).to(like.device)
+    q = q.div_(float(torch.linalg.vector_norm(q)))
+    q_prev, beta = torch.zeros_like(q), 0.0
+    alphas: list[float] = []
+    betas: list[float] = []
     for _ in range(min(_LANCZOS_STEPS, dim)):
         w = apply(q)
-        alpha = torch.dot(w, q)
-        w = w - alpha * q - beta * q_prev
+        alpha = float(torch.dot(w, q))
         alphas.append(alpha)
-        beta = torch.linalg.vector_norm(w)
-        if not beta > 1e-7 * alpha.abs():  # invariant subspace found: the Ritz values are exact
+        w = w.sub_(q, alpha=alpha).sub_(q_prev, alpha=beta)
+        beta = float(torch.linalg.vector_norm(w))
+        if not beta > 1e-7 * abs(alpha):  # invariant subspace found (or NaN): the Ritz values are final
             break
         betas.append(beta)
-        q_prev, q = q, w / beta
-    t = torch.diag(torch.stack(alphas).double())
+        q_prev, q = q, w.div_(beta)
+    t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
     if len(alphas) > 1:
-        off = torch.stack(betas[: len(alphas) - 1]).double()
+        off = torch.tensor(betas[: len(alphas) - 1], dtype=torch.float64)
         t = t + torch.diag(off, 1) + torch.diag(off, -1)
-    return float(torch.linalg.eigvalsh(t.cpu())[-1])
+    if not bool(torch.isfinite(t).all()):  # overflow: a (numerically) singular operator
+        return math.inf
+    return float(torch.linalg.eigvalsh(t)[-1])
 
 
 def spd_condition_bound(gram: torch.Tensor, chol: torch.Tensor) -> float:
@@ -94,20 +100,30 @@ def spd_condition_bound(gram: torch.Tensor, chol: torch.Tensor) -> float:
 
     ``chol`` is the Cholesky factor of ``gram``; lambda_max comes from Lanczos on ``gram``,
     1 / lambda_min from Lanczos on its inverse (two triangular solves per step). The two runs cost
-    ~2 x 20 reads of a d x d matrix (about 4 ms at d = 768 on one core), against the d x d x n
+    ~2 x 20 reads of a d x d matrix (3-4 ms at d = 768 on one core), against the d x d x n
     products the solve needs anyway; LAPACK's 1-norm estimate (xPOCON) is as cheap but overstates
     kappa_2 by about sqrt(d) for dense data, which would send well-conditioned anchors to float64.
     """
     dim = gram.shape[0]
     lam_max = _largest_eigenvalue(lambda v: gram @ v, dim, gram)
-    inv_lam_min = _largest_eigenvalue(lambda v: torch.cholesky_solve(v.unsqueeze(1), chol).squeeze(1), dim, gram)
+    chol_t = chol.T
+
+    def solve(v: torch.Tensor) -> torch.Tensor:  # gram^-1 v; two triangular solves beat cholesky_solve 1.6x here
+        w = torch.linalg.solve_triangular(chol, v.unsqueeze(1), upper=False)
+        return torch.linalg.solve_triangular(chol_t, w, upper=True).squeeze(1)
+
+    inv_lam_min = _largest_eigenvalue(solve, dim, gram)
     kappa = lam_max * inv_lam_min / (1 - _LANCZOS_EPS) ** 2
     return kappa if math.isfinite(kappa) and kappa > 0 else math.inf
 
 
-def _cholesky_solve_if_accurate(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype) -> torch.Tensor | None:
+def solve_normal_equations(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype) -> torch.Tensor | None:
     """R from the normal equations in x's dtype, or None where they would not be accurate enough
-    (Cholesky fails, or the condition bound exceeds the accuracy or the numerical-rank limit)."""
+    (Cholesky fails, or the condition bound exceeds the accuracy or the numerical-rank limit).
+
+    ``precision`` is the dtype the latents came in: it sets the accuracy target and the rank cut-off.
+    The Gram matrix is checked before ``X^T Y`` is formed, so a refusal costs one product.
+    """
     gram = x.T @ x
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) != 0:
@@ -131,22 +147,18 @@ def lstsq_min_norm(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype | No
     return torch.linalg.lstsq(x64, y64, rcond=rcond, driver="gelsd").solution
 
 
-def least_squares(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype, allow_min_norm: bool = True) -> tuple[torch.Tensor | None, str]:
+def least_squares(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype) -> tuple[torch.Tensor, str] | None:
     """argmin_R ||x R - y||_F (minimum norm where rank deficient) and the name of the solver used.
 
-    Tries the tiers of the module docstring in order. With ``allow_min_norm=False`` it returns
-    ``(None, "")`` instead of running gelsd, for callers that need a different min-norm problem.
-    The solution is in x's dtype and device for the Cholesky tiers, float64 on the CPU for gelsd.
+    Tiers 1 and 3 of the module docstring; None where x is not float64 and the normal equations
+    are not accurate in its dtype: the caller scales the anchors again in float64 and calls again.
+    The solution is in x's dtype and device for Cholesky, float64 on the CPU for gelsd.
     """
-    solution = _cholesky_solve_if_accurate(x, y, precision)
+    solution = solve_normal_equations(x, y, precision)
     if solution is not None:
         return solution, f"cholesky-{str(x.dtype).removeprefix('torch.')}"
     if x.dtype != torch.float64:
-        solution = _cholesky_solve_if_accurate(x.double(), y.double(), precision)
-        if solution is not None:
-            return solution, "cholesky-float64"
-    if not allow_min_norm:
-        return None, ""
+        return None
     return lstsq_min_norm(x, y, precision), "gelsd-float64"
 
 

@@ -11,9 +11,10 @@ is a single ``torch.addmm(bias, x, weight)``: one pass over the data instead of 
 
 The estimation runs on the anchors' device in their own dtype (float32 for float32 latents; half
 precisions are promoted to float32), with float64 only where the anchors' conditioning needs it:
-see ``latentstitch.translation.solvers`` for the least-squares tiers and the checks that pick one.
-``_solver`` names the path a fit took. The fitted parameters stay in that dtype and device, and
-``transform`` returns the input's dtype and device.
+then scaling and estimate are redone from the raw anchors in float64 (see
+``latentstitch.translation.solvers`` for the least-squares tiers and the checks that pick one).
+``_solver`` names the path a fit took. The fitted parameters are kept on the anchors' device in
+their dtype (float32 for half precisions), and ``transform`` returns the input's dtype and device.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from latentstitch.translation.scaling import make_scaling
-from latentstitch.translation.solvers import all_finite, least_squares, lstsq_min_norm, nearest_orthogonal
+from latentstitch.translation.solvers import all_finite, least_squares, lstsq_min_norm, nearest_orthogonal, solve_normal_equations
 
 __all__ = [
     "TRANSLATORS",
@@ -38,9 +39,12 @@ __all__ = [
 ]
 
 # Folding the anchor mean into the bias makes ``x @ weight`` carry the mean, so its rounding grows
-# with |mean| / std; past this root-mean-square ratio the input is centred first (one extra pass),
-# which keeps the rounding of the translated points within ~10 ulps of the multi-pass form.
+# about as 1 + |mean| / std; past this root-mean-square ratio over the source dims the input is
+# centred first (one extra elementwise pass) and only scaling and de-scaling are folded.
 _MAX_FOLDED_MEAN_RATIO = 8.0
+
+# what _estimate returns: R, the input and output offsets o and c (None: 0), and the solver's name
+_Estimate = tuple[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None", str]
 
 
 class TranslationError(ValueError):
@@ -99,11 +103,19 @@ class Translator:
         self.source_dim, self.target_dim = x.shape[1], y.shape[1]
         work = _work_dtype(x.dtype, y.dtype)
         self._precision = x.dtype
-        xw, yw = x.to(work), y.to(device=x.device, dtype=work)
-        xs = self.x_scaling.fit_transform(xw, eps_dtype=x.dtype)
-        ys = self.y_scaling.fit_transform(yw, eps_dtype=y.dtype)
-        matrix, in_offset, out_offset, self._solver = self._estimate(xs, ys)
+        estimate = None
+        for dtype in (work, torch.float64) if work != torch.float64 else (work,):
+            xw, yw = x.to(dtype), y.to(device=x.device, dtype=dtype)
+            xs = self.x_scaling.fit_transform(xw, eps_dtype=x.dtype)
+            ys = self.y_scaling.fit_transform(yw, eps_dtype=y.dtype)
+            estimate = self._estimate(xs, ys)
+            if estimate is not None:  # None: only float64 is accurate enough for these anchors
+                break
+        matrix, in_offset, out_offset, self._solver = estimate
         self._fold(matrix, in_offset, out_offset, xw)
+        for name in ("matrix", "weight", "bias", "_shift", "_centred_bias"):
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name).to(work))
         return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,14 +135,43 @@ class Translator:
     def fit_transform(self, x_anchors: torch.Tensor, y_anchors: torch.Tensor) -> torch.Tensor:
         return self.fit(x_anchors, y_anchors).transform(x_anchors)
 
+    def inverse_transform(self, y: torch.Tensor) -> torch.Tensor:
+        """Map target latents back into the source space: ``(y - bias) @ pinv(weight)``.
+
+        Exact where the fitted map is invertible (ortho with equal dims; linear / affine with equal
+        dims and full rank); elsewhere the minimum-norm least-squares preimage, which still undoes
+        ``transform`` where ``weight`` has full row rank (into a wider target) and is undone by it
+        where ``weight`` has full column rank (from a wider source). Float64 pseudo-inverse,
+        computed once per fit; returns ``y``'s dtype and device.
+        """
+        if self.weight is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(x_anchors, y_anchors) first")
+        y = _as_matrix("y", y)
+        if y.shape[1] != self.target_dim:
+            raise TranslationError(f"y has {y.shape[1]} dims, the translator maps into {self.target_dim}")
+        cached = getattr(self, "_inverse_cache", None)
+        if cached is None or cached[0] is not self.weight:  # refitting replaces weight
+            w = self.weight.double()
+            cached = (self.weight, 1.0 / w if self._diagonal else torch.linalg.pinv(w))
+            self._inverse_cache = cached
+        inverse = cached[1].to(y.device)
+        bias, shift = (self.bias, None) if self._shift is None else (self._centred_bias, self._shift)
+        centred = y.double() - bias.to(device=y.device, dtype=torch.float64)
+        x = centred * inverse if self._diagonal else centred @ inverse
+        if shift is not None:
+            x = x + shift.to(device=y.device, dtype=torch.float64)
+        return x.to(y.dtype)
+
     # -- what subclasses define -------------------------------------------------------------
-    def _estimate(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, str]:
+    def _estimate(self, xs: torch.Tensor, ys: torch.Tensor) -> _Estimate | None:
         """``(R, o, c, solver)`` for the scaled-space map ``(xs - o) @ R + c`` (None offsets are 0),
-        all in xs's dtype and device; also sets ``self.matrix``."""
+        all in xs's dtype and device, and sets ``self.matrix``; or None to be called again with
+        the anchors scaled in float64."""
         raise NotImplementedError
 
     # -- folding ------------------------------------------------------------------------------
-    def _fold(self, matrix: torch.Tensor, in_offset: torch.Tensor | None, out_offset: torch.Tensor | None, x_anchors: torch.Tensor) -> None:
+    def _fold(self, matrix: torch.Tensor, in_offset: torch.Tensor | None, out_offset: torch.Tensor | None,
+              x_anchors: torch.Tensor) -> None:  # fmt: skip
         """Turn ``descale_Y(((scale_X(x) - o) @ R) + c)`` into ``x @ weight + bias``."""
         mx, sx = self.x_scaling.mean, self.x_scaling.std
         my, sy = self.y_scaling.mean, self.y_scaling.std
@@ -158,9 +199,11 @@ class LinearTranslator(Translator):
     """R = argmin ||X R - Y|| (least squares, minimum norm when under-determined)."""
 
     def _estimate(self, xs, ys):
-        r, solver = least_squares(xs, ys, self._precision)
-        self.matrix = r.to(xs)
-        return self.matrix, None, None, solver
+        solved = least_squares(xs, ys, self._precision)
+        if solved is None:
+            return None
+        self.matrix = solved[0].to(xs)
+        return self.matrix, None, None, solved[1]
 
 
 class AffineTranslator(Translator):
@@ -174,12 +217,13 @@ class AffineTranslator(Translator):
     def _estimate(self, xs, ys):
         centred = self.scaling == "standard"
         o, c = (None, None) if centred else (xs.mean(dim=0), ys.mean(dim=0))
-        r, solver = least_squares(xs if centred else xs - o, ys if centred else ys - c, self._precision, allow_min_norm=False)
+        r = solve_normal_equations(xs if centred else xs - o, ys if centred else ys - c, self._precision)
         if r is not None:
-            r = r.to(xs)
             bias = torch.zeros_like(ys[0]) if centred else c - o @ r
             self.matrix = torch.cat([r, bias.unsqueeze(0)])
-            return r, o, c, solver
+            return r, o, c, f"cholesky-{str(xs.dtype).removeprefix('torch.')}"
+        if xs.dtype != torch.float64:
+            return None
         w = lstsq_min_norm(F.pad(xs, (0, 1), value=1.0), ys, self._precision).to(xs)
         self.matrix = w
         return w[:-1], None, w[-1], "gelsd-float64"
@@ -189,10 +233,12 @@ class LOrthoTranslator(Translator):
     """The orthogonal factor U V^T of the least-squares solution (no padding: semi-orthogonal)."""
 
     def _estimate(self, xs, ys):
-        r, solver = least_squares(xs, ys, self._precision)
-        q = nearest_orthogonal(r.to(xs))
+        solved = least_squares(xs, ys, self._precision)
+        if solved is None:
+            return None
+        q = nearest_orthogonal(solved[0].to(xs))
         self.matrix = q
-        return q, None, None, f"{solver}+svd-{str(xs.dtype).removeprefix('torch.')}"
+        return q, None, None, f"{solved[1]}+svd-{str(xs.dtype).removeprefix('torch.')}"
 
 
 class OrthoTranslator(Translator):
