@@ -40,16 +40,17 @@ def test_killed_sweep_resumes_and_digits_defaults_train_well(tmp_path):
     os.killpg(first.pid, signal.SIGKILL)
     first_log = first.communicate()[0]
     assert first.returncode == -signal.SIGKILL
-    assert not (sweep / "3" / "metrics.json").exists()  # really killed mid-way
+    finished = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))  # later cells are quick: they may race the kill
+    assert finished[:2] == ["0", "1"] and len(finished) < 4, finished  # really killed mid-way
     assert first_log.count("training encoder mlp:s0") == 1 and first_log.count("training encoder cnn:s0") == 1
 
     second = subprocess.run(sweep_command(sweep, cache), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     log = second.stdout + second.stderr
     assert second.returncode == 0, log[-3000:]
-    assert log.count("resumed: cell") == 2 and "training encoder" not in log and "training decoder" not in log
+    assert log.count("resumed: cell") == len(finished) and "training encoder" not in log and "training decoder" not in log
     grid = pd.read_csv(sweep / "grid.csv")
     assert len(grid) == 4 and (grid["status"] == "ok").all()
-    assert grid["resumed"].fillna(False).astype(bool).tolist() == [True, True, False, False]
+    assert grid["resumed"].fillna(False).astype(bool).tolist() == [str(job) in finished for job in range(4)]
     assert (grid["num_anchors"] == 300).all()  # the dataset's default anchor count
     native = grid.groupby("decoder")["native_acc"].first()
     assert native["mlp:s0"] >= 0.9 and native["cnn:s0"] >= 0.9, native  # measured 0.964 and 0.967
