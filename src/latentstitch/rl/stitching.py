@@ -1,0 +1,371 @@
+"""Zero-shot stitching of RL agents across visual variations (``+experiment=rl_stitching``).
+
+For each visual variation of one MiniGrid task, agents are trained end to end with PPO: an
+*absolute* agent (the controller reads the encoder's latent) and a *relative* agent (R3L: the
+controller reads cosines to EMA anchor embeddings). Then every encoder is combined with every
+controller, zero-shot:
+
+- ``end_to_end``: the absolute agent of the variation (the grid's diagonal);
+- ``naive``: encoder A's latent fed to controller B as it is;
+- ``translated``: encoder A's latent through a closed-form translator (default ``ortho``:
+  Procrustes after standard scaling) fitted on matched frames, the same states rendered in A and
+  in B (SAPS, Ricciardi et al. 2025), then controller B;
+- ``relative``: relative agent A's cosines to the anchor states rendered in A, fed to relative
+  agent B's controller (diagonal: the relative agent end to end).
+
+Each cell is scored by the mean return over ``rl.eval_episodes`` episodes played in the
+encoder's variation, with the same episode seeds in every cell, and by its action agreement with
+the end-to-end agent of the controller's variation on held-out matched frames.
+
+Outputs in the run dir: ``cells.csv`` (one row per method and cell), ``grid_<method>.csv``
+(encoder variation x controller variation), ``training.csv`` (every agent's learning curve),
+``rl_grid.png``, ``learning_curves.png``, ``metrics.json``, and everything to the experiment
+logger. Trained agents are cached (``rl_agent`` entries) like every other trained model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from latentstitch.cache import Cache, spec_key
+from latentstitch.errors import ConfigError
+from latentstitch.logging import finish_logger, make_logger, write_cells_csv, write_json
+from latentstitch.rl.agent import Agent, build_agent
+from latentstitch.rl.envs import Variation, collect_states, make_env, make_vector_env, recolour
+from latentstitch.rl.ppo import PPOSettings, train_ppo
+from latentstitch.runtime import ensure_writable
+from latentstitch.translation import TRANSLATORS
+
+log = logging.getLogger(__name__)
+
+KINDS = ("absolute", "relative")
+METHODS = ("end_to_end", "naive", "translated", "relative")
+Policy = Callable[[torch.Tensor], torch.Tensor]
+
+
+def settings(cfg: DictConfig) -> dict[str, Any]:
+    s = OmegaConf.to_container(cfg.rl, resolve=True)
+    if not s.get("variations"):
+        raise ConfigError("rl.variations is empty: name at least two visual variations")
+    for kind in s["kinds"]:
+        if kind not in KINDS:
+            raise ConfigError(f"rl.kinds contains {kind!r}; choose from {list(KINDS)}")
+    if s["translator"] not in TRANSLATORS:
+        raise ConfigError(f"rl.translator={s['translator']!r} is not one of {sorted(TRANSLATORS)}")
+    for key in ("matched_frames", "check_frames", "anchors", "eval_episodes"):
+        if int(s[key]) < 1:
+            raise ConfigError(f"rl.{key}={s[key]} must be a positive integer")
+    return s
+
+
+def variations(s: dict[str, Any]) -> list[Variation]:
+    try:
+        return [Variation.from_config(name, spec or {}) for name, spec in s["variations"].items()]
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def agent_spec(s: dict[str, Any], variation: Variation, kind: str, anchors: np.ndarray) -> dict[str, Any]:
+    """Everything that determines a trained agent (the cache key)."""
+    arch = {k: s[k] for k in ("image_size", "channels", "latent_dim", "hidden", "actions")}
+    spec = {"env": s["env"], "tile_size": s["tile_size"], "floor": variation.floor, "agent": variation.agent, "kind": kind,
+            "seed": s["seed"], "arch": arch, "ppo": vars(PPOSettings.from_settings(s["ppo"][kind]))}  # fmt: skip
+    if kind == "relative":
+        spec["relative"] = {"anchors": digest(anchors), "momentum": s["ema_momentum"], "center": s["relative_center"]}
+    return spec
+
+
+def train_agent(s: dict[str, Any], variation: Variation, kind: str, anchors: np.ndarray, threads: int,
+                progress: bool) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Train one agent with PPO (runs in a worker process); its weights and learning curve."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    frames = torch.from_numpy(recolour(anchors, variation)) if kind == "relative" else None
+    agent = build_agent(s, frames)
+    curve = train_ppo(agent, lambda n: make_vector_env(s["env"], s["tile_size"], variation, n),
+                      PPOSettings.from_settings(s["ppo"][kind]), seed=int(s["seed"]),
+                      label=f"{kind} {variation.name}", progress=progress)  # fmt: skip
+    tensors = {f"agent.{k}": v for k, v in agent.state_dict().items()}
+    for key in ("steps", "return", "episodes", "seconds"):
+        tensors[f"curve.{key}"] = torch.tensor([row[key] for row in curve], dtype=torch.float64)
+    return tensors
+
+
+def train_agents(cfg: DictConfig, s: dict[str, Any], variations: list[Variation], anchors: np.ndarray) -> dict[tuple[str, str], Any]:
+    """Every (kind, variation) agent, from the cache or trained in ``rl.workers`` processes at once."""
+    from joblib import Parallel, delayed
+
+    cache = Cache(cfg.paths.cache_dir)
+    jobs = [(kind, v) for kind in s["kinds"] for v in variations]
+    specs = {(kind, v.name): agent_spec(s, v, kind, anchors) for kind, v in jobs}
+
+    found = {job: cache.load("rl_agent", spec_key("rl_agent", specs[job])) for job in specs}
+    missing = [(kind, v) for kind, v in jobs if found[(kind, v.name)] is None]
+    for kind, v in jobs:
+        if found[(kind, v.name)] is not None:
+            log.info("cache hit: rl_agent %s %s", kind, v.name)
+    if missing:
+        workers = max(1, min(int(s["workers"] or 1), len(missing)))
+        threads = max(1, torch.get_num_threads() // workers) if workers > 1 else torch.get_num_threads()
+        log.info("training %d agents in %d processes x %d threads", len(missing), workers, threads)
+        progress = bool(s["progress_bar"]) and workers == 1
+        built = Parallel(n_jobs=workers, backend="loky" if workers > 1 else "sequential")(
+            delayed(train_agent)(s, v, kind, anchors, threads, progress) for kind, v in missing
+        )
+        for (kind, v), tensors in zip(missing, built):
+            spec = specs[(kind, v.name)]
+            cache.save("rl_agent", spec_key("rl_agent", spec), tensors, spec)
+            found[(kind, v.name)] = tensors
+    agents = {}
+    for kind, v in jobs:
+        tensors = found[(kind, v.name)]
+        frames = torch.from_numpy(recolour(anchors, v)) if kind == "relative" else None
+        agent = build_agent(s, frames)
+        agent.load_state_dict({k[len("agent.") :]: t for k, t in tensors.items() if k.startswith("agent.")})
+        agent.eval()
+        curve = pd.DataFrame({key: tensors[f"curve.{key}"].numpy() for key in ("steps", "return", "episodes", "seconds")})
+        agents[(kind, v.name)] = (agent, curve)
+    return agents
+
+
+# ----------------------------------------------------------------------------- stitching and evaluation
+
+
+def stitched_policies(s: dict[str, Any], agents: dict, source: Variation, target: Variation,
+                      matched: np.ndarray) -> dict[str, tuple[Policy, dict[str, float]]]:  # fmt: skip
+    """The cell's policies (method -> frames in ``source``'s colours -> logits) and their fit stats."""
+    policies: dict[str, tuple[Policy, dict[str, float]]] = {}
+    if "absolute" in s["kinds"]:
+        encoder_agent, controller_agent = agents[("absolute", source.name)][0], agents[("absolute", target.name)][0]
+        if source == target:
+            policies["end_to_end"] = (_end_to_end(encoder_agent), {})
+        policies["naive"] = (_compose(encoder_agent.encoder, None, controller_agent.controller), {})
+        with torch.no_grad():
+            x = encoder_agent.encoder(torch.from_numpy(recolour(matched, source)))
+            y = controller_agent.encoder(torch.from_numpy(recolour(matched, target)))
+        translator = TRANSLATORS[s["translator"]]().fit(x, y)
+        fit = {"fit_cosine": float(torch.nn.functional.cosine_similarity(translator.transform(x), y).mean())}
+        policies["translated"] = (_compose(encoder_agent.encoder, translator.transform, controller_agent.controller), fit)
+    if "relative" in s["kinds"]:
+        encoder_agent, controller_agent = agents[("relative", source.name)][0], agents[("relative", target.name)][0]
+        policies["relative"] = (_compose(encoder_agent.space, None, controller_agent.controller), {})
+    return policies
+
+
+def _end_to_end(agent: Agent) -> Policy:
+    return lambda frames: agent(frames)[0]
+
+
+def _compose(encode: Callable, translate: Callable | None, controller: torch.nn.Module) -> Policy:
+    """frames -> encode -> (translate) -> controller's action logits."""
+
+    def policy(frames: torch.Tensor) -> torch.Tensor:
+        latent = encode(frames)
+        return controller(translate(latent) if translate is not None else latent)[0]
+
+    return policy
+
+
+@torch.no_grad()
+def evaluate(policy: Policy, s: dict[str, Any], variation: Variation) -> np.ndarray:
+    """Returns of ``rl.eval_episodes`` episodes (episode i seeded ``eval_seed + i``), played in
+    parallel; actions sampled from the policy (``rl.greedy``: the most likely action)."""
+    episodes, seed = int(s["eval_episodes"]), int(s["eval_seed"])
+    envs = [make_env(s["env"], s["tile_size"], variation) for _ in range(episodes)]
+    obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+    returns = np.zeros(episodes)
+    alive = list(range(episodes))
+    generator = torch.Generator().manual_seed(seed)
+    while alive:
+        logits = policy(torch.from_numpy(np.stack([obs[i] for i in alive])))
+        if s["greedy"]:
+            actions = logits.argmax(-1)
+        else:
+            actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+        still = []
+        for i, action in zip(alive, actions.tolist()):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(action)
+            returns[i] += reward
+            if not (terminated or truncated):
+                still.append(i)
+        alive = still
+    for env in envs:
+        env.close()
+    return returns
+
+
+@torch.no_grad()
+def action_agreement(policy: Policy, reference: Agent, frames: np.ndarray, source: Variation, target: Variation) -> float:
+    """How often ``policy`` on the frames in ``source``'s colours picks the action the end-to-end
+    ``reference`` picks on the same states in ``target``'s colours."""
+    mine = policy(torch.from_numpy(recolour(frames, source))).argmax(-1)
+    theirs = reference(torch.from_numpy(recolour(frames, target)))[0].argmax(-1)
+    return float((mine == theirs).float().mean())
+
+
+def evaluate_cells(s: dict[str, Any], agents: dict, variations: list[Variation], matched: np.ndarray,
+                   check: np.ndarray) -> list[dict[str, Any]]:  # fmt: skip
+    rows = []
+    for source in variations:
+        for target in variations:
+            for method, (policy, fit) in stitched_policies(s, agents, source, target, matched).items():
+                kind = "relative" if method == "relative" else "absolute"
+                returns = evaluate(policy, s, source)
+                row = {"method": method, "encoder": source.name, "controller": target.name,
+                       "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+                       "success_rate": float((returns > 0).mean()), "episodes": len(returns),
+                       "action_agreement": action_agreement(policy, agents[(kind, target.name)][0], check, source, target),
+                       **fit}  # fmt: skip
+                log.info("rl cell %-10s %s -> %s: return %.3f +- %.3f, agreement %.3f", method, source.name, target.name,
+                         row["mean_return"], row["std_return"], row["action_agreement"])  # fmt: skip
+                rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def grids(cells: pd.DataFrame, names: list[str]) -> dict[str, pd.DataFrame]:
+    """method -> (encoder variation x controller variation) mean returns; end to end on the diagonal."""
+    out = {}
+    for method in ("naive", "translated", "relative"):
+        part = cells[cells["method"] == method]
+        if len(part):
+            out[method] = part.pivot(index="encoder", columns="controller", values="mean_return").loc[names, names]
+    return out
+
+
+def plot_grids(path: Path, grid: dict[str, pd.DataFrame]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grid), figsize=(3.6 * len(grid), 3.4), squeeze=False)
+    for ax, (method, table) in zip(axes[0], grid.items()):
+        ax.imshow(table.values, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(table.columns)), table.columns, rotation=45)
+        ax.set_yticks(range(len(table.index)), table.index)
+        for (i, j), value in np.ndenumerate(table.values):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w" if value < 0.6 else "k", fontsize=9)
+        ax.set_title(method)
+        ax.set_xlabel("controller (variation)")
+        ax.set_ylabel("encoder (variation)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(path: Path, training: pd.DataFrame) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (kind, variation), part in training.groupby(["kind", "variation"]):
+        smooth = part["return"].rolling(5, min_periods=1).mean()
+        ax.plot(part["steps"], smooth, label=f"{kind} {variation}", linestyle="-" if kind == "absolute" else "--")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training return (5-update mean)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _log(logger: Any, cfg: DictConfig, training: pd.DataFrame, cells: pd.DataFrame, images: dict[str, Path]) -> None:
+    if not logger:
+        return
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    for update, part in training.groupby(training.groupby(["kind", "variation"]).cumcount()):
+        logger.log_metrics({f"train/{r.kind}_{r.variation}/return": float(r["return"]) for _, r in part.iterrows()
+                            if not np.isnan(r["return"])}, step=int(update))  # fmt: skip
+    numbers = {f"cell/{r.method}/{r.encoder}->{r.controller}/{k}": float(r[k]) for _, r in cells.iterrows()
+               for k in ("mean_return", "success_rate", "action_agreement")}  # fmt: skip
+    logger.log_metrics(numbers, step=int(training.groupby(["kind", "variation"]).size().max()))
+    experiment = getattr(logger, "experiment", None)
+    if hasattr(experiment, "summary"):
+        experiment.summary.update(numbers)
+    if hasattr(logger, "log_table"):
+        logger.log_table(key="rl_cells", dataframe=cells)
+    if hasattr(logger, "log_image"):
+        for key, path in images.items():
+            logger.log_image(key=key, images=[str(path)])
+
+
+def summary_table(cells: pd.DataFrame, training: pd.DataFrame) -> str:
+    lines = ["rl stitching: mean return (encoder variation -> controller variation)"]
+    for method, part in cells.groupby("method", sort=False):
+        off = part[part["encoder"] != part["controller"]]
+        lines.append(f"  {method:<11} " + "  ".join(f"{r.encoder}->{r.controller} {r.mean_return:.3f}" for r in part.itertuples())
+                     + (f"   | off-diagonal mean {off['mean_return'].mean():.3f}" if len(off) else ""))  # fmt: skip
+    last = training.groupby(["kind", "variation"]).tail(1)
+    lines.append("  training: " + ", ".join(f"{r.kind} {r.variation} {int(r.steps)} steps {r.seconds:.0f} s" for r in last.itertuples()))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train, stitch and evaluate; see the module docstring for the outputs."""
+    s = settings(cfg)
+    vs = variations(s)
+    output_dir = ensure_writable(cfg.paths.output_dir, "hydra output dir")
+    start = time.perf_counter()
+    anchors = collect_states(s["env"], s["tile_size"], int(s["anchors"]), seed=int(s["anchor_seed"]))
+    matched = collect_states(s["env"], s["tile_size"], int(s["matched_frames"]), seed=int(s["matched_seed"]))
+    check = collect_states(s["env"], s["tile_size"], int(s["check_frames"]), seed=int(s["check_seed"]))
+    logger_cfg = cfg.get("logger")
+    if logger_cfg and "name" in logger_cfg:
+        logger_cfg = OmegaConf.merge(logger_cfg, {"name": "rl_stitching"})
+    logger = make_logger(logger_cfg)
+    try:
+        agents = train_agents(cfg, s, vs, anchors)
+        trained = time.perf_counter()
+        training = pd.concat([curve.assign(kind=kind, variation=name) for (kind, name), (_, curve) in agents.items()])
+        cells = pd.DataFrame(evaluate_cells(s, agents, vs, matched, check))
+        names = [v.name for v in vs]
+        grid = grids(cells, names)
+        write_cells_csv(output_dir / "cells.csv", cells.to_dict("records"))
+        write_cells_csv(output_dir / "training.csv", training.to_dict("records"))
+        for method, table in grid.items():
+            table.round(4).to_csv(output_dir / f"grid_{method}.csv")
+        images = {"rl_grid": plot_grids(output_dir / "rl_grid.png", grid),
+                  "learning_curves": plot_curves(output_dir / "learning_curves.png", training)}  # fmt: skip
+        final = training.groupby(["kind", "variation"]).tail(1)
+        result = {
+            "task": "rl_stitching", "env": s["env"], "variations": names, "status": "ok",
+            "grids": {m: t.round(4).to_dict() for m, t in grid.items()},
+            "off_diagonal_mean": {m: float(part.loc[part["encoder"] != part["controller"], "mean_return"].mean())
+                                  for m, part in cells.groupby("method") if m != "end_to_end"},
+            "training": [{"kind": r.kind, "variation": r.variation, "steps": int(r.steps), "seconds": round(float(r.seconds), 1),
+                          "final_return": float(r["return"])} for _, r in final.iterrows()],
+            "seconds_training": trained - start, "seconds": time.perf_counter() - start,
+        }  # fmt: skip
+        write_json(output_dir / "metrics.json", result)
+        print(summary_table(cells, training), flush=True)
+        _log(logger, cfg, training, cells, images)
+    finally:
+        finish_logger(logger)
+    return result
