@@ -30,10 +30,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from latentstitch import metrics  # noqa: E402
-from latentstitch.cache import Cache  # noqa: E402
 from latentstitch.data import load_dataset  # noqa: E402
 from latentstitch.decoders import predict, train_head  # noqa: E402
 from latentstitch.encoders import SpaceBuilder, encoder_label, encoder_spec  # noqa: E402
@@ -41,7 +40,7 @@ from latentstitch.encoders.training import extract_features, fit_module, quiet_l
 from latentstitch.encoders.zoo import build_encoder, is_frozen  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
 from latentstitch.logging import write_json  # noqa: E402
-from latentstitch.runtime import ensure_writable  # noqa: E402
+from latentstitch.runtime import ensure_run_dirs  # noqa: E402
 from latentstitch.translation import RelativeProjection  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -119,14 +118,12 @@ def _encoder(builder: SpaceBuilder, encoder_cfg: DictConfig, train_idx: torch.Te
 def run(cfg: DictConfig) -> dict[str, Any]:
     quiet_lightning()
     s = settings(cfg)
-    output_dir = ensure_writable(cfg.paths.output_dir, "hydra output dir")
-    ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    output_dir = ensure_run_dirs(cfg)
     start = time.perf_counter()
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     if not items.has_labels:
         raise ConfigError(f"aggregation classifies: dataset {items.name} has no labels")
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    builder = SpaceBuilder(Cache(cfg.paths.cache_dir), items, cfg.dataset, trainer_cfg)
+    builder = SpaceBuilder.from_config(cfg, items)
     data = builder.data
     labels, test_labels = data.train.labels, data.test.labels
     parts, common = task_parts(labels, data.num_classes, s["tasks"], s["split"], s["shared"], s["seed"])
@@ -155,7 +152,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     rows = []
     for name, (kind, space) in reps.items():
-        head = train_head(cfg.head, (space["train"], labels), data.num_classes, trainer_cfg, name=f"decoder/{name}",
+        head = train_head(cfg.head, (space["train"], labels), data.num_classes, builder.trainer_cfg, name=f"decoder/{name}",
                           max_epochs=cfg.dataset.get("max_epochs"))  # fmt: skip
         pred = predict(head, space["test"])
         reference = e2e_rel if kind == "relative" else e2e

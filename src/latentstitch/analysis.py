@@ -38,13 +38,12 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from latentstitch import metrics  # noqa: E402
 from latentstitch.anchors import split_anchors  # noqa: E402
-from latentstitch.cache import Cache  # noqa: E402
 from latentstitch.data import load_dataset  # noqa: E402
 from latentstitch.encoders import Space, SpaceBuilder, encoder_label  # noqa: E402
 from latentstitch.encoders.training import quiet_lightning  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
 from latentstitch.logging import write_json  # noqa: E402
-from latentstitch.runtime import ensure_writable  # noqa: E402
+from latentstitch.runtime import ensure_run_dirs  # noqa: E402
 from latentstitch.stitching import is_paired, is_projection, method_label  # noqa: E402
 from latentstitch.translation import TranslationError  # noqa: E402
 
@@ -189,8 +188,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """The similarity analysis; see the module docstring for what it writes."""
     quiet_lightning()
     s = settings(cfg)
-    output_dir = ensure_writable(cfg.paths.output_dir, "hydra output dir")
-    ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    output_dir = ensure_run_dirs(cfg)
     start = time.perf_counter()
     try:
         method = instantiate(cfg.translator)
@@ -200,8 +198,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     strategy.check(len(items.ids("train")))
     encoder_cfgs = {entry: encoder_config(cfg, entry) for entry in s["encoders"]}
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    builder = SpaceBuilder(Cache(cfg.paths.cache_dir), items, cfg.dataset, trainer_cfg)
+    builder = SpaceBuilder.from_config(cfg, items)
     for enc in encoder_cfgs.values():  # views and dims checked before anything is trained
         builder.dim(enc)
     spaces = {encoder_label(enc): builder.space(enc) for enc in encoder_cfgs.values()}

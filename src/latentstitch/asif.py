@@ -26,10 +26,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from latentstitch import metrics  # noqa: E402
-from latentstitch.cache import Cache  # noqa: E402
 from latentstitch.data import load_dataset  # noqa: E402
 from latentstitch.decoders import predict, train_head  # noqa: E402
 from latentstitch.encoders import SpaceBuilder, encoder_label  # noqa: E402
@@ -37,7 +36,7 @@ from latentstitch.encoders.training import quiet_lightning  # noqa: E402
 from latentstitch.encoders.zoo import is_frozen  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
 from latentstitch.logging import write_json  # noqa: E402
-from latentstitch.runtime import ensure_writable  # noqa: E402
+from latentstitch.runtime import ensure_run_dirs  # noqa: E402
 from latentstitch.translation import RelativeProjection  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -76,8 +75,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     quiet_lightning()
     s = settings(cfg)
-    output_dir = ensure_writable(cfg.paths.output_dir, "hydra output dir")
-    ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    output_dir = ensure_run_dirs(cfg)
     start = time.perf_counter()
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     if not items.class_names:
@@ -88,8 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     train_size = len(items.ids("train"))
     if max(s["anchors"]) > train_size:
         raise ConfigError(f"asif.anchors={s['anchors']}: at most {train_size} anchor pairs (the train split)")
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    builder = SpaceBuilder(Cache(cfg.paths.cache_dir), items, cfg.dataset, trainer_cfg)
+    builder = SpaceBuilder.from_config(cfg, items)
     builder.dim(cfg.encoder), builder.dim(text_cfg)  # views checked before anything is encoded
     images, texts = builder.space(cfg.encoder), builder.space(text_cfg)
     classes = list(items.class_names)
@@ -98,7 +95,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rows = []
     for n in sorted(set(s["anchors"])):
         idx = order[:n]
-        probe = train_head(cfg.head, (images.train[idx], images.train_labels[idx]), items.num_classes, trainer_cfg, name="probe",
+        probe = train_head(cfg.head, (images.train[idx], images.train_labels[idx]), items.num_classes, builder.trainer_cfg, name="probe",
                            max_epochs=cfg.dataset.get("max_epochs"))  # fmt: skip
         probe_acc = metrics.accuracy(predict(probe, images.test), images.test_labels)
         for k in sorted(set(s["k"])):

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from latentstitch.anchors import AnchorStrategy
-from latentstitch.cache import Cache, global_rank
+from latentstitch.cache import global_rank
 from latentstitch.data import ItemDataset, load_dataset
 from latentstitch.decoders import get_decoder
 from latentstitch.encoders import Space, SpaceBuilder
@@ -78,8 +78,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     task = cfg.get("task", "classification")
     check_task(task, items)
     strategy.check(len(items.ids("train")))
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    builder = SpaceBuilder(Cache(cfg.paths.cache_dir), items, cfg.dataset, trainer_cfg)
+    builder = SpaceBuilder.from_config(cfg, items)
+    trainer_cfg = builder.trainer_cfg
     try:
         translator.check_dims(builder.dim(cfg.encoder), builder.dim(cfg.decoder.space))
         _check_method(translator, cfg, strategy, len(items.ids("train")))

@@ -85,6 +85,13 @@ def configure_threads(threads: int | str | None, trainer_cfg: Any, launcher_cfg:
     return n
 
 
+def ensure_run_dirs(cfg: Any) -> Path:
+    """Check the run's output dir and the cache dir can be written; returns the output dir."""
+    output_dir = ensure_writable(cfg.paths.output_dir, "hydra output dir")
+    ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    return output_dir
+
+
 def ensure_writable(directory: str | Path, setting: str) -> Path:
     """Create ``directory`` if needed and check a file can be written there; else one clear line."""
     path = Path(directory)

@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from latentstitch.cache import Cache
 from latentstitch.data import DatasetSplits, ItemDataset, image_splits, text_view
@@ -78,6 +78,11 @@ class SpaceBuilder:
         self.cache, self.items, self.dataset_cfg = cache, items, dataset_cfg
         self.trainer_cfg, self.logger = trainer_cfg, logger
         self._frozen: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, items: ItemDataset, logger: Any = False) -> SpaceBuilder:
+        """The builder for a composed run config: its cache dir, dataset and trainer settings."""
+        return cls(Cache(cfg.paths.cache_dir), items, cfg.dataset, OmegaConf.to_container(cfg.trainer, resolve=True), logger)
 
     @cached_property
     def data(self) -> DatasetSplits:

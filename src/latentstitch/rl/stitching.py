@@ -43,7 +43,7 @@ from latentstitch.logging import finish_logger, make_logger, write_cells_csv, wr
 from latentstitch.rl.agent import Agent, build_agent
 from latentstitch.rl.envs import Variation, collect_states, make_env, make_vector_env, recolour
 from latentstitch.rl.ppo import PPOSettings, train_ppo
-from latentstitch.runtime import ensure_writable
+from latentstitch.runtime import ensure_run_dirs
 from latentstitch.translation import TRANSLATORS
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, stitch and evaluate; see the module docstring for the outputs."""
     s = settings(cfg)
     vs = variations(s)
-    output_dir = ensure_writable(cfg.paths.output_dir, "hydra output dir")
+    output_dir = ensure_run_dirs(cfg)
     start = time.perf_counter()
     anchors = collect_states(s["env"], s["tile_size"], int(s["anchors"]), seed=int(s["anchor_seed"]))
     matched = collect_states(s["env"], s["tile_size"], int(s["matched_frames"]), seed=int(s["matched_seed"]))
