@@ -88,20 +88,33 @@ def make_vector_env(env_id: str, tile_size: int, variation: Variation | None, nu
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def collect_states(env_id: str, tile_size: int, count: int, seed: int) -> np.ndarray:
-    """``count`` frames (rendered with MiniGrid's own colours) of the states a uniformly random
-    policy visits, over episodes seeded from ``seed``: recolour them to get matched frames."""
+def collect_states(env_id: str, tile_size: int, count: int, seed: int, unique: bool = True,
+                   exclude: np.ndarray | None = None, max_episodes: int = 5000) -> np.ndarray:  # fmt: skip
+    """Up to ``count`` frames (rendered with MiniGrid's own colours) of the states a uniformly
+    random policy visits, over episodes seeded from ``seed``: recolour them to get matched frames.
+
+    ``unique``: each state once (a random walk revisits states often, and a repeated anchor adds
+    nothing). ``exclude``: states not to take (e.g. the frames a translator was fitted on, to get
+    held-out ones). LavaGapS6 has about 370 distinct non-terminal frames, so after
+    ``max_episodes`` episodes fewer than ``count`` may be returned."""
     env = make_env(env_id, tile_size)
     rng = np.random.default_rng(seed)
     frames: list[np.ndarray] = []
-    episode = 0
-    while len(frames) < count:
+    seen: set[bytes] = {f.tobytes() for f in exclude} if exclude is not None else set()
+    for episode in range(max_episodes):
         obs, _ = env.reset(seed=seed + episode)
-        episode += 1
         done = False
         while not done and len(frames) < count:
-            frames.append(obs)
+            key = obs.tobytes()
+            if key not in seen:
+                frames.append(obs)
+                if unique or exclude is not None:
+                    seen.add(key)
             obs, _, terminated, truncated, _ = env.step(int(rng.integers(3)))
             done = terminated or truncated
+        if len(frames) >= count:
+            break
     env.close()
+    if not frames:
+        raise ValueError(f"no new states of {env_id} found in {max_episodes} random episodes")
     return np.stack(frames)

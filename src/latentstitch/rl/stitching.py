@@ -14,8 +14,9 @@ controller, zero-shot:
   agent B's controller (diagonal: the relative agent end to end).
 
 Each cell is scored by the mean return over ``rl.eval_episodes`` episodes played in the
-encoder's variation, with the same episode seeds in every cell, and by its action agreement with
-the end-to-end agent of the controller's variation on held-out matched frames.
+encoder's variation, with the same episode seeds in every cell, and against the end-to-end agent of
+the controller's variation on held-out matched states (not among those a translator is fitted on):
+how often both pick the same action, and the mean cosine between what each feeds the controller.
 
 Outputs in the run dir: ``cells.csv`` (one row per method and cell), ``grid_<method>.csv``
 (encoder variation x controller variation), ``training.csv`` (every agent's learning curve),
@@ -29,6 +30,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,6 @@ log = logging.getLogger(__name__)
 
 KINDS = ("absolute", "relative")
 METHODS = ("end_to_end", "naive", "translated", "relative")
-Policy = Callable[[torch.Tensor], torch.Tensor]
 
 
 def settings(cfg: DictConfig) -> dict[str, Any]:
@@ -62,10 +63,17 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(f"rl.kinds contains {kind!r}; choose from {list(KINDS)}")
     if s["translator"] not in TRANSLATORS:
         raise ConfigError(f"rl.translator={s['translator']!r} is not one of {sorted(TRANSLATORS)}")
+    for kind in s["kinds"]:
+        if int(s["steps"].get(kind) or 0) < int(s["ppo"]["num_envs"]) * int(s["ppo"]["num_steps"]):
+            raise ConfigError(f"rl.steps.{kind}={s['steps'].get(kind)} must be at least one PPO batch (num_envs x num_steps)")
     for key in ("matched_frames", "check_frames", "anchors", "eval_episodes"):
         if int(s[key]) < 1:
             raise ConfigError(f"rl.{key}={s[key]} must be a positive integer")
     return s
+
+
+def ppo_settings(s: dict[str, Any], kind: str) -> PPOSettings:
+    return PPOSettings.from_settings({**s["ppo"], "total_steps": s["steps"][kind]})
 
 
 def variations(s: dict[str, Any]) -> list[Variation]:
@@ -86,7 +94,7 @@ def agent_spec(s: dict[str, Any], variation: Variation, kind: str, anchors: np.n
     """Everything that determines a trained agent (the cache key)."""
     arch = {k: s[k] for k in ("image_size", "channels", "latent_dim", "hidden", "actions")}
     spec = {"env": s["env"], "tile_size": s["tile_size"], "floor": variation.floor, "agent": variation.agent, "kind": kind,
-            "seed": s["seed"], "arch": arch, "ppo": vars(PPOSettings.from_settings(s["ppo"][kind]))}  # fmt: skip
+            "seed": s["seed"], "arch": arch, "ppo": vars(ppo_settings(s, kind))}  # fmt: skip
     if kind == "relative":
         spec["relative"] = {"anchors": digest(anchors), "momentum": s["ema_momentum"], "center": s["relative_center"]}
     return spec
@@ -100,7 +108,7 @@ def train_agent(s: dict[str, Any], variation: Variation, kind: str, anchors: np.
     frames = torch.from_numpy(recolour(anchors, variation)) if kind == "relative" else None
     agent = build_agent(s, frames)
     curve = train_ppo(agent, lambda n: make_vector_env(s["env"], s["tile_size"], variation, n),
-                      PPOSettings.from_settings(s["ppo"][kind]), seed=int(s["seed"]),
+                      ppo_settings(s, kind), seed=int(s["seed"]),
                       label=f"{kind} {variation.name}", progress=progress)  # fmt: skip
     tensors = {f"agent.{k}": v for k, v in agent.state_dict().items()}
     for key in ("steps", "return", "episodes", "seconds"):
@@ -148,43 +156,54 @@ def train_agents(cfg: DictConfig, s: dict[str, Any], variations: list[Variation]
 # ----------------------------------------------------------------------------- stitching and evaluation
 
 
-def stitched_policies(s: dict[str, Any], agents: dict, source: Variation, target: Variation,
-                      matched: np.ndarray) -> dict[str, tuple[Policy, dict[str, float]]]:  # fmt: skip
-    """The cell's policies (method -> frames in ``source``'s colours -> logits) and their fit stats."""
-    policies: dict[str, tuple[Policy, dict[str, float]]] = {}
+@dataclass
+class Stitch:
+    """One cell's agent: ``space`` maps frames in the encoder's colours to what the controller
+    reads; ``reference`` is the controller's own end-to-end agent (what the stitch should equal)."""
+
+    space: Callable[[torch.Tensor], torch.Tensor]
+    controller: torch.nn.Module
+    reference: Agent
+    fit: dict[str, float]
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.controller(self.space(frames))[0]
+
+
+class TranslatorLayer(torch.nn.Module):
+    """A fitted translator as a layer, so a translated encoder is ``Sequential(encoder, layer)``."""
+
+    def __init__(self, translator: Any) -> None:
+        super().__init__()
+        self.translator = translator
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.translator.transform(latent)
+
+
+def stitches(s: dict[str, Any], agents: dict, source: Variation, target: Variation, matched: np.ndarray) -> dict[str, Stitch]:
+    """The cell's agents by method: encoder of ``source``'s agent, controller of ``target``'s."""
+    out: dict[str, Stitch] = {}
     if "absolute" in s["kinds"]:
         encoder_agent, controller_agent = agents[("absolute", source.name)][0], agents[("absolute", target.name)][0]
         if source == target:
-            policies["end_to_end"] = (_end_to_end(encoder_agent), {})
-        policies["naive"] = (_compose(encoder_agent.encoder, None, controller_agent.controller), {})
+            out["end_to_end"] = Stitch(encoder_agent.space, encoder_agent.controller, encoder_agent, {})
+        out["naive"] = Stitch(encoder_agent.encoder, controller_agent.controller, controller_agent, {})
         with torch.no_grad():
             x = encoder_agent.encoder(torch.from_numpy(recolour(matched, source)))
             y = controller_agent.encoder(torch.from_numpy(recolour(matched, target)))
         translator = TRANSLATORS[s["translator"]]().fit(x, y)
         fit = {"fit_cosine": float(torch.nn.functional.cosine_similarity(translator.transform(x), y).mean())}
-        policies["translated"] = (_compose(encoder_agent.encoder, translator.transform, controller_agent.controller), fit)
+        translated = torch.nn.Sequential(encoder_agent.encoder, TranslatorLayer(translator))
+        out["translated"] = Stitch(translated, controller_agent.controller, controller_agent, fit)
     if "relative" in s["kinds"]:
         encoder_agent, controller_agent = agents[("relative", source.name)][0], agents[("relative", target.name)][0]
-        policies["relative"] = (_compose(encoder_agent.space, None, controller_agent.controller), {})
-    return policies
-
-
-def _end_to_end(agent: Agent) -> Policy:
-    return lambda frames: agent(frames)[0]
-
-
-def _compose(encode: Callable, translate: Callable | None, controller: torch.nn.Module) -> Policy:
-    """frames -> encode -> (translate) -> controller's action logits."""
-
-    def policy(frames: torch.Tensor) -> torch.Tensor:
-        latent = encode(frames)
-        return controller(translate(latent) if translate is not None else latent)[0]
-
-    return policy
+        out["relative"] = Stitch(encoder_agent.space, controller_agent.controller, controller_agent, {})
+    return out
 
 
 @torch.no_grad()
-def evaluate(policy: Policy, s: dict[str, Any], variation: Variation) -> np.ndarray:
+def evaluate(policy: Callable[[torch.Tensor], torch.Tensor], s: dict[str, Any], variation: Variation) -> np.ndarray:
     """Returns of ``rl.eval_episodes`` episodes (episode i seeded ``eval_seed + i``), played in
     parallel; actions sampled from the policy (``rl.greedy``: the most likely action)."""
     episodes, seed = int(s["eval_episodes"]), int(s["eval_seed"])
@@ -212,12 +231,15 @@ def evaluate(policy: Policy, s: dict[str, Any], variation: Variation) -> np.ndar
 
 
 @torch.no_grad()
-def action_agreement(policy: Policy, reference: Agent, frames: np.ndarray, source: Variation, target: Variation) -> float:
-    """How often ``policy`` on the frames in ``source``'s colours picks the action the end-to-end
-    ``reference`` picks on the same states in ``target``'s colours."""
-    mine = policy(torch.from_numpy(recolour(frames, source))).argmax(-1)
-    theirs = reference(torch.from_numpy(recolour(frames, target)))[0].argmax(-1)
-    return float((mine == theirs).float().mean())
+def agreement(stitch: Stitch, frames: np.ndarray, source: Variation, target: Variation) -> dict[str, float]:
+    """The stitched agent on held-out states in ``source``'s colours against the controller's own
+    end-to-end agent on the same states in ``target``'s colours: how often they pick the same
+    action, and the mean cosine between what each feeds the controller."""
+    mine_frames, theirs_frames = torch.from_numpy(recolour(frames, source)), torch.from_numpy(recolour(frames, target))
+    mine, theirs = stitch.space(mine_frames), stitch.reference.space(theirs_frames)
+    same = stitch.controller(mine)[0].argmax(-1) == stitch.reference.controller(theirs)[0].argmax(-1)
+    return {"action_agreement": float(same.float().mean()),
+            "space_cosine": float(torch.nn.functional.cosine_similarity(mine, theirs).mean())}  # fmt: skip
 
 
 def evaluate_cells(s: dict[str, Any], agents: dict, variations: list[Variation], matched: np.ndarray,
@@ -225,16 +247,15 @@ def evaluate_cells(s: dict[str, Any], agents: dict, variations: list[Variation],
     rows = []
     for source in variations:
         for target in variations:
-            for method, (policy, fit) in stitched_policies(s, agents, source, target, matched).items():
-                kind = "relative" if method == "relative" else "absolute"
-                returns = evaluate(policy, s, source)
+            for method, stitch in stitches(s, agents, source, target, matched).items():
+                returns = evaluate(stitch, s, source)
                 row = {"method": method, "encoder": source.name, "controller": target.name,
                        "mean_return": float(returns.mean()), "std_return": float(returns.std()),
                        "success_rate": float((returns > 0).mean()), "episodes": len(returns),
-                       "action_agreement": action_agreement(policy, agents[(kind, target.name)][0], check, source, target),
-                       **fit}  # fmt: skip
-                log.info("rl cell %-10s %s -> %s: return %.3f +- %.3f, agreement %.3f", method, source.name, target.name,
-                         row["mean_return"], row["std_return"], row["action_agreement"])  # fmt: skip
+                       **agreement(stitch, check, source, target), **stitch.fit}  # fmt: skip
+                log.info("rl cell %-10s %s -> %s: return %.3f +- %.3f, action agreement %.3f, space cosine %.3f", method,
+                         source.name, target.name, row["mean_return"], row["std_return"], row["action_agreement"],
+                         row["space_cosine"])  # fmt: skip
                 rows.append(row)
     return rows
 
@@ -301,7 +322,7 @@ def _log(logger: Any, cfg: DictConfig, training: pd.DataFrame, cells: pd.DataFra
         logger.log_metrics({f"train/{r.kind}_{r.variation}/return": float(r["return"]) for _, r in part.iterrows()
                             if not np.isnan(r["return"])}, step=int(update))  # fmt: skip
     numbers = {f"cell/{r.method}/{r.encoder}->{r.controller}/{k}": float(r[k]) for _, r in cells.iterrows()
-               for k in ("mean_return", "success_rate", "action_agreement")}  # fmt: skip
+               for k in ("mean_return", "success_rate", "action_agreement", "space_cosine")}  # fmt: skip
     logger.log_metrics(numbers, step=int(training.groupby(["kind", "variation"]).size().max()))
     experiment = getattr(logger, "experiment", None)
     if hasattr(experiment, "summary"):
@@ -335,7 +356,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     anchors = collect_states(s["env"], s["tile_size"], int(s["anchors"]), seed=int(s["anchor_seed"]))
     matched = collect_states(s["env"], s["tile_size"], int(s["matched_frames"]), seed=int(s["matched_seed"]))
-    check = collect_states(s["env"], s["tile_size"], int(s["check_frames"]), seed=int(s["check_seed"]))
+    check = collect_states(s["env"], s["tile_size"], int(s["check_frames"]), seed=int(s["check_seed"]), exclude=matched)
     logger_cfg = cfg.get("logger")
     if logger_cfg and "name" in logger_cfg:
         logger_cfg = OmegaConf.merge(logger_cfg, {"name": "rl_stitching"})
