@@ -110,10 +110,10 @@ def test_bad_rl_settings_are_one_line_config_errors():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """Two variations (black and white; blue removed), absolute agents trained 32k steps at a
-    constant learning rate, relative agents 4k steps (plumbing only), 50 evaluation episodes."""
+    constant learning rate of 5e-4, relative agents 4k steps (plumbing only), 50 evaluation episodes."""
     tmp = tmp_path_factory.mktemp("rl")
     args = ["+experiment=rl_stitching", "logger=none", "~rl.variations.blue", "rl.steps.absolute=32768", "rl.steps.relative=4096",
-            "rl.ppo.anneal_lr=false", "rl.eval_episodes=50"]  # fmt: skip
+            "rl.ppo.anneal_lr=false", "rl.ppo.lr=5e-4", "rl.eval_episodes=50"]  # fmt: skip
     result = run_cli(args, tmp, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -146,3 +146,22 @@ def test_rl_run_writes_grids_curves_and_metrics(small_run):
     assert training.groupby("kind")["steps"].max().to_dict() == {"absolute": 32768, "relative": 4096}
     assert (out / "rl_grid.png").stat().st_size > 5000 and (out / "learning_curves.png").stat().st_size > 5000
     assert "rl stitching: mean return" in small_run.stdout
+
+
+def test_agent_training_is_reproducible_whatever_the_process_rng_state():
+    """Loky reuses worker processes, so an agent's initial weights must not depend on what the
+    worker ran before: two trainings with a disturbed global RNG in between are identical."""
+    from latentstitch.rl.stitching import train_agent
+
+    threads = torch.get_num_threads()
+    s = OmegaConf.to_container(OmegaConf.load("conf/experiment/rl_stitching.yaml").rl, resolve=True)
+    s["steps"]["absolute"] = 2048
+    anchors = collect_states(ENV, 8, 8, seed=0)
+    first = train_agent(s, WHITE, "absolute", anchors, threads=1, progress=False)
+    torch.rand(1000)
+    second = train_agent(s, WHITE, "absolute", anchors, threads=1, progress=False)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first if not k.startswith("curve.seconds"))
+    other = train_agent(s, BLUE, "absolute", anchors, threads=1, progress=False)  # another variation: another seed
+    assert not torch.equal(first["agent.encoder.project.weight"], other["agent.encoder.project.weight"])
+    torch.set_num_threads(threads)

@@ -90,11 +90,17 @@ def digest(array: np.ndarray) -> str:
 # ----------------------------------------------------------------------------- training
 
 
+def agent_seed(s: dict[str, Any], variation: Variation) -> int:
+    """``rl.seed`` + the variation's position: agents of different variations start from
+    different weights and sample different rollouts (independently trained networks)."""
+    return int(s["seed"]) + list(s["variations"]).index(variation.name)
+
+
 def agent_spec(s: dict[str, Any], variation: Variation, kind: str, anchors: np.ndarray) -> dict[str, Any]:
     """Everything that determines a trained agent (the cache key)."""
     arch = {k: s[k] for k in ("image_size", "channels", "latent_dim", "hidden", "actions")}
     spec = {"env": s["env"], "tile_size": s["tile_size"], "floor": variation.floor, "agent": variation.agent, "kind": kind,
-            "seed": s["seed"], "arch": arch, "ppo": vars(ppo_settings(s, kind))}  # fmt: skip
+            "seed": agent_seed(s, variation), "arch": arch, "ppo": vars(ppo_settings(s, kind))}  # fmt: skip
     if kind == "relative":
         spec["relative"] = {"anchors": digest(anchors), "momentum": s["ema_momentum"], "center": s["relative_center"]}
     return spec
@@ -104,11 +110,12 @@ def train_agent(s: dict[str, Any], variation: Variation, kind: str, anchors: np.
                 progress: bool) -> dict[str, torch.Tensor]:  # fmt: skip
     """Train one agent with PPO (runs in a worker process); its weights and learning curve."""
     torch.set_num_threads(threads)
+    torch.manual_seed(agent_seed(s, variation))  # the initial weights; a reused worker's RNG state must not leak in
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     frames = torch.from_numpy(recolour(anchors, variation)) if kind == "relative" else None
     agent = build_agent(s, frames)
     curve = train_ppo(agent, lambda n: make_vector_env(s["env"], s["tile_size"], variation, n),
-                      ppo_settings(s, kind), seed=int(s["seed"]),
+                      ppo_settings(s, kind), seed=agent_seed(s, variation),
                       label=f"{kind} {variation.name}", progress=progress)  # fmt: skip
     tensors = {f"agent.{k}": v for k, v in agent.state_dict().items()}
     for key in ("steps", "return", "episodes", "seconds"):
