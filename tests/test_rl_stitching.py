@@ -155,7 +155,7 @@ def test_agent_training_is_reproducible_whatever_the_process_rng_state():
 
     threads = torch.get_num_threads()
     s = OmegaConf.to_container(OmegaConf.load("conf/experiment/rl_stitching.yaml").rl, resolve=True)
-    s["steps"]["absolute"] = 2048
+    s["steps"]["absolute"], s["retries"] = 2048, 0
     anchors = collect_states(ENV, 8, 8, seed=0)
     first = train_agent(s, WHITE, "absolute", anchors, threads=1, progress=False)
     torch.rand(1000)

@@ -44,12 +44,6 @@ class Controller(nn.Module):
         self.value = nn.Linear(hidden, 1)
         nn.init.orthogonal_(self.policy.weight, gain=0.01)
         nn.init.zeros_(self.policy.bias)
-        # The value starts at exactly 0. With sparse rewards, a randomly initialised value c != 0
-        # makes every episode end (lava or timeout) look like a loss of c before any reward is
-        # seen, and advantage normalisation blows that up: some seeds then learn to spin in place
-        # until the timeout and never find the goal (measured: 1 of 6 agents at 100k steps).
-        nn.init.zeros_(self.value.weight)
-        nn.init.zeros_(self.value.bias)
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(latent)

@@ -28,7 +28,7 @@ class PPOSettings:
     total_steps: int = 150_000
     num_envs: int = 8
     num_steps: int = 128
-    lr: float = 2.5e-4
+    lr: float = 5e-4
     anneal_lr: bool = True
     gamma: float = 0.99
     gae_lambda: float = 0.95
