@@ -165,3 +165,18 @@ def test_agent_training_is_reproducible_whatever_the_process_rng_state():
     other = train_agent(s, BLUE, "absolute", anchors, threads=1, progress=False)  # another variation: another seed
     assert not torch.equal(first["agent.encoder.project.weight"], other["agent.encoder.project.weight"])
     torch.set_num_threads(threads)
+
+
+def test_a_collapsed_agent_is_retrained_once_from_a_new_seed():
+    from latentstitch.rl.stitching import agent_seed, train_agent
+
+    threads = torch.get_num_threads()
+    s = OmegaConf.to_container(OmegaConf.load("conf/experiment/rl_stitching.yaml").rl, resolve=True)
+    s["steps"]["absolute"], s["retries"], s["min_train_return"] = 1024, 1, 2.0  # a return of 2 is never reached
+    trained = train_agent(s, WHITE, "absolute", collect_states(ENV, 8, 8, seed=0), threads=1, progress=False)
+    assert int(trained["attempts"][0]) == 2 and len(trained["curve.steps"]) == 1
+    s["retries"] = 0
+    single = train_agent(s, WHITE, "absolute", collect_states(ENV, 8, 8, seed=0), threads=1, progress=False)
+    assert int(single["attempts"][0]) == 1 and agent_seed(s, WHITE, 1) == agent_seed(s, WHITE) + 100
+    assert not torch.equal(trained["agent.encoder.project.weight"], single["agent.encoder.project.weight"])  # the retry's seed
+    torch.set_num_threads(threads)
