@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from omegaconf import OmegaConf
 
 from latentstitch.errors import ConfigError
@@ -97,7 +97,7 @@ def test_gae_with_lambda_one_gives_discounted_returns_cut_at_episode_ends():
 
 
 def test_bad_rl_settings_are_one_line_config_errors():
-    base = OmegaConf.load("conf/experiment/rl_stitching.yaml")
+    base = OmegaConf.load(ROOT / "conf/experiment/rl_stitching.yaml")
     cfg = OmegaConf.merge(base, {"rl": {"translator": "magic"}})
     with pytest.raises(ConfigError, match="rl.translator='magic'"):
         settings(cfg)
@@ -156,7 +156,7 @@ def test_agent_training_is_reproducible_whatever_the_process_rng_state():
     from latentstitch.rl.stitching import train_agent
 
     threads = torch.get_num_threads()
-    s = OmegaConf.to_container(OmegaConf.load("conf/experiment/rl_stitching.yaml").rl, resolve=True)
+    s = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/experiment/rl_stitching.yaml").rl, resolve=True)
     s["steps"]["absolute"], s["retries"] = 2048, 0
     anchors = collect_states(ENV, 8, 8, seed=0)
     first = train_agent(s, WHITE, "absolute", anchors, threads=1, progress=False)
@@ -173,7 +173,7 @@ def test_a_collapsed_agent_is_retrained_once_from_a_new_seed():
     from latentstitch.rl.stitching import agent_seed, train_agent
 
     threads = torch.get_num_threads()
-    s = OmegaConf.to_container(OmegaConf.load("conf/experiment/rl_stitching.yaml").rl, resolve=True)
+    s = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/experiment/rl_stitching.yaml").rl, resolve=True)
     s["steps"]["absolute"], s["retries"], s["min_train_return"] = 1024, 1, 2.0  # a return of 2 is never reached
     trained = train_agent(s, WHITE, "absolute", collect_states(ENV, 8, 8, seed=0), threads=1, progress=False)
     assert int(trained["attempts"][0]) == 2 and len(trained["curve.steps"]) == 1
