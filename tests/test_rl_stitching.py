@@ -182,3 +182,45 @@ def test_a_collapsed_agent_is_retrained_once_from_a_new_seed():
     assert int(single["attempts"][0]) == 1 and agent_seed(s, WHITE, 1) == agent_seed(s, WHITE) + 100
     assert not torch.equal(trained["agent.encoder.project.weight"], single["agent.encoder.project.weight"])  # the retry's seed
     torch.set_num_threads(threads)
+
+
+def loky_children(parent: int) -> set[int]:
+    """PIDs of the loky worker processes whose parent is ``parent`` (read from /proc)."""
+    from pathlib import Path
+
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"LokyProcess" in (proc / "cmdline").read_bytes():
+                found.add(int(proc.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def test_a_terminated_run_takes_its_training_workers_with_it(tmp_path):
+    """SIGTERM to run.py while agents train in loky workers: the workers end too, not orphaned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, str(ROOT / "run.py"), "+experiment=rl_stitching", "logger=none", f"paths.cache_dir={tmp_path / 'cache'}",
+           f"hydra.run.dir={tmp_path / 'run'}", "rl.steps.absolute=1000000", "rl.kinds=[absolute]"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and len(workers) < 2:
+        workers = loky_children(proc.pid)
+        time.sleep(0.5)
+    assert len(workers) >= 2, "no training workers started"
+    time.sleep(3)  # let them pick up their first agents
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    gone = time.time() + 30
+    while time.time() < gone and any(os.path.exists(f"/proc/{w}") for w in workers):
+        time.sleep(0.5)
+    alive = [w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"orphaned workers still running: {alive}"

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,26 @@ def configure_threads(threads: int | str | None, trainer_cfg: Any, launcher_cfg:
     torch.set_num_threads(n)
     log.info("threads: %d intra-op (%s)", n, why)
     return n
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a scheduler's time limit) raises KeyboardInterrupt
+    like Ctrl-C, so joblib / loky shut their worker processes down instead of leaving them
+    running orphaned. Outside the main thread signals cannot be set, and nothing changes."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def ensure_run_dirs(cfg: Any) -> Path:

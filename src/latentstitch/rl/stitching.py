@@ -45,7 +45,7 @@ from latentstitch.logging import finish_logger, make_logger, write_cells_csv, wr
 from latentstitch.rl.agent import Agent, build_agent
 from latentstitch.rl.envs import Variation, collect_states, make_env, make_vector_env, recolour
 from latentstitch.rl.ppo import PPOSettings, train_ppo
-from latentstitch.runtime import ensure_run_dirs
+from latentstitch.runtime import ensure_run_dirs, sigterm_as_interrupt
 from latentstitch.translation import TRANSLATORS
 
 log = logging.getLogger(__name__)
@@ -155,9 +155,10 @@ def train_agents(cfg: DictConfig, s: dict[str, Any], variations: list[Variation]
         threads = max(1, torch.get_num_threads() // workers) if workers > 1 else torch.get_num_threads()
         log.info("training %d agents in %d processes x %d threads", len(missing), workers, threads)
         progress = bool(s["progress_bar"]) and workers == 1
-        built = Parallel(n_jobs=workers, backend="loky" if workers > 1 else "sequential")(
-            delayed(train_agent)(s, v, kind, anchors, threads, progress) for kind, v in missing
-        )
+        with sigterm_as_interrupt():  # a killed run takes its training workers with it
+            built = Parallel(n_jobs=workers, backend="loky" if workers > 1 else "sequential")(
+                delayed(train_agent)(s, v, kind, anchors, threads, progress) for kind, v in missing
+            )
         for (kind, v), tensors in zip(missing, built):
             spec = specs[(kind, v.name)]
             cache.save("rl_agent", spec_key("rl_agent", spec), tensors, spec)
