@@ -9,7 +9,7 @@ REQS := requirements/pretrained.txt requirements/no-deps.txt
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: run test test-slow install data clean-cache
+.PHONY: run test test-slow install data clean-cache bench-latentis
 
 install: $(STAMP)
 
@@ -47,6 +47,13 @@ test: install data
 
 test-slow: install data
 	$(PY) -m pytest -m slow -q
+
+# The paper's reference library, for the speed comparison only: into .bench/latentis with
+# --no-deps plus its small import-time dependencies, so our environment is not touched.
+bench-latentis: install
+	test -d .bench/latentis/latentis || $(PY) -m pip install --quiet --target .bench/latentis --no-deps \
+		latentis==0.0.8 GitPython gitdb smmap python-dotenv fire termcolor backports.strenum faiss-cpu
+	$(PY) scripts/bench.py --only latentis
 
 clean-cache:
 	rm -rf .cache/latentstitch

@@ -12,6 +12,10 @@
 3. cache: a cached rerun of a cell against its first (cold) run, both through run.py.
 4. grid: a 3x3 grid's wall time against the sum of its encoder trainings and encodings (from the
    jobs' logs), i.e. how much the framework adds around the unavoidable work.
+5. latentis (not in the default set): our ortho and linear against the paper's reference library
+   (latentis 0.0.8: Procrustes, and lstsq with standard scaling) on the same data, at 1 and 2
+   threads. latentis is not a dependency (it pins nothing but pulls git, faiss, ...): `make
+   bench-latentis` installs it into `.bench/latentis` (no-deps, nothing of ours changes) and runs it.
 """
 
 from __future__ import annotations
@@ -118,6 +122,54 @@ def bench_translators(repeats: int = 5) -> None:
     torch.set_num_threads(threads_before)
 
 
+def bench_latentis(repeats: int = 5) -> None:
+    """Our ``ortho`` and ``linear`` against latentis's Procrustes and standard-scaled lstsq translator.
+
+    Same float32 data as ``bench_translators``; both sides fit + transform; best of ``repeats``,
+    interleaved. The outputs are compared too (relative to the largest output), so a ratio never
+    comes from doing different math.
+    """
+    sys.path.insert(0, str(ROOT / ".bench" / "latentis"))
+    try:
+        from latentis.transform.base import StandardScaling as LStandardScaling
+        from latentis.transform.dim_matcher import ZeroPadding
+        from latentis.transform.translate.aligner import MatrixAligner, Procrustes, Translator
+        from latentis.transform.translate.functional import lstsq_align_state
+    except ImportError as err:
+        sys.exit(f"error: latentis is not importable ({err}); `make bench-latentis` installs it into .bench/latentis")
+    from latentstitch.translation import TRANSLATORS
+
+    def latentis_linear() -> Translator:
+        return Translator(aligner=MatrixAligner(name="lstsq", align_fn_state=lstsq_align_state),
+                          x_transform=LStandardScaling(), y_transform=LStandardScaling(), dim_matcher=ZeroPadding())  # fmt: skip
+
+    g = torch.Generator().manual_seed(0)
+    d, k, n = 768, 2000, 10_000
+    xa, ya = torch.randn(k, d, generator=g), torch.randn(k, d, generator=g) @ torch.randn(d, d, generator=g) / d**0.5
+    x = torch.randn(n, d, generator=g)
+    theirs = {"ortho": Procrustes, "linear": latentis_linear}
+    print(f"latentis: d={d}, {k} anchors, {n} points, float32; best of {repeats}, interleaved; load {os.getloadavg()[0]:.2f}")
+    print("  time(ours fit + transform) / time(latentis fit + transform)")
+    threads_before = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        fns = {}
+        for name, make in theirs.items():
+            fns[f"ours {name}"] = lambda name=name: TRANSLATORS[name]().fit(xa, ya).transform(x)
+            fns[f"latentis {name}"] = lambda make=make: make().fit(xa, ya).transform(x)[0]
+        t = dict.fromkeys(fns, float("inf"))
+        for _ in range(repeats):
+            for key, fn in fns.items():
+                t[key] = min(t[key], best_of(fn, 1))
+        for name in theirs:
+            ours, ref = fns[f"ours {name}"]().double(), fns[f"latentis {name}"]().double()
+            rel = ((ours - ref).abs().max() / ref.abs().max()).item()
+            print(f"  {threads} thread{'s' if threads > 1 else ' '}: {name:<6} ours {t[f'ours {name}'] * 1e3:6.1f} ms, "
+                  f"latentis {t[f'latentis {name}'] * 1e3:6.1f} ms, ratio {t[f'ours {name}'] / t[f'latentis {name}']:.2f}"
+                  f"   [max |diff| {rel:.1e} of max |out|]")  # fmt: skip
+    torch.set_num_threads(threads_before)
+
+
 def bench_extraction(dataset: str) -> None:
     from omegaconf import OmegaConf
 
@@ -187,7 +239,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.only:
-        {"translators": bench_translators, "extraction": lambda: bench_extraction(args.dataset),
+        {"translators": bench_translators, "latentis": bench_latentis, "extraction": lambda: bench_extraction(args.dataset),
          "cache": lambda: bench_cache(args.dataset), "grid": lambda: bench_grid(args.dataset)}[name]()  # fmt: skip
 
 
