@@ -125,3 +125,15 @@ def test_thread_setting_is_used_and_logged(cli):
     assert "threads: 1 intra-op (threads setting)" in r.stdout + r.stderr
     bad = cli(["dataset=digits", "logger=none", "threads=zero"])
     assert bad.returncode == 2 and "error: threads='zero' must be a positive integer or auto" in bad.stderr
+
+
+def test_data_hungry_encoders_scale_the_datasets_epoch_cap():
+    from latentstitch.encoders.spaces import epoch_cap
+    from latentstitch.encoders.training import budget_steps
+
+    vit = OmegaConf.load(ROOT / "conf" / "encoder" / "vit.yaml").train
+    mlp = OmegaConf.load(ROOT / "conf" / "encoder" / "mlp.yaml").train
+    assert epoch_cap(30, vit) == 120 and epoch_cap(30, mlp) == 30
+    assert epoch_cap(None, vit) is None  # Fashion-MNIST: no cap, the step budget alone
+    assert budget_steps(vit.steps, 6, epoch_cap(30, vit)) == 720  # digits: 6 batches of 256 per epoch
+    assert budget_steps(vit.steps, 211, epoch_cap(None, vit)) == 1055

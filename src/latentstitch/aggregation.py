@@ -36,6 +36,7 @@ from latentstitch import metrics  # noqa: E402
 from latentstitch.data import load_dataset  # noqa: E402
 from latentstitch.decoders import predict, train_head  # noqa: E402
 from latentstitch.encoders import SpaceBuilder, encoder_label, encoder_spec  # noqa: E402
+from latentstitch.encoders.spaces import epoch_cap  # noqa: E402
 from latentstitch.encoders.training import extract_features, fit_module, quiet_lightning  # noqa: E402
 from latentstitch.encoders.zoo import build_encoder, is_frozen  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
@@ -105,7 +106,7 @@ def _encoder(builder: SpaceBuilder, encoder_cfg: DictConfig, train_idx: torch.Te
         L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)  # as SpaceBuilder._train
         fit_module(module, (images, labels), (data.val.images, data.val.labels), steps=int(encoder_cfg.train.steps),
                    batch_size=int(encoder_cfg.train.batch_size), trainer_cfg=builder.trainer_cfg,
-                   max_epochs=builder.dataset_cfg.get("max_epochs"))  # fmt: skip
+                   max_epochs=epoch_cap(builder.dataset_cfg.get("max_epochs"), encoder_cfg.train))  # fmt: skip
         return {k: v.clone() for k, v in module.state_dict().items()}
 
     module.load_state_dict(builder.cache.get_or_build("encoder", spec, train, name))

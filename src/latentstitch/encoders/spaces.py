@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentstitch.cache import Cache
 from latentstitch.data import DatasetSplits, ItemDataset, image_splits, text_view
-from latentstitch.encoders.training import EncoderModule, FrozenModule, extract_features, fit_module
+from latentstitch.encoders.training import EncoderModule, FrozenModule, budget_steps, extract_features, fit_module
 from latentstitch.encoders.zoo import build_encoder, build_frozen, encoder_label, feature_dim, is_frozen, to_container
 from latentstitch.errors import ConfigError
 
@@ -47,6 +47,18 @@ class Space:
 
 # what only trains scratch encoders (normalisation, budget): irrelevant to a frozen encoder's space
 TRAINING_KEYS = ("mean", "std", "channels", "image_size", "max_epochs", "num_classes")
+
+
+def epoch_cap(dataset_max_epochs: int | None, train_cfg: DictConfig) -> int | None:
+    """The dataset's cap on passes over its train split, times the encoder's ``epochs_scale``.
+
+    A small dataset caps every step budget (beyond the cap a typical model only overfits), but
+    data-hungry models need more passes than that: a ViT on the 1,293 digits reaches 0.76 native
+    accuracy in 30 epochs, 0.90 in 60 and 0.96 in 120 (so ``vit`` sets ``epochs_scale: 4``).
+    """
+    if not dataset_max_epochs:
+        return None
+    return int(dataset_max_epochs * float(train_cfg.get("epochs_scale", 1)))
 
 
 def dataset_spec(dataset_cfg: DictConfig | dict, frozen: bool = False) -> dict:
@@ -128,7 +140,9 @@ class SpaceBuilder:
 
     def _train(self, module: EncoderModule, encoder_cfg: DictConfig) -> dict[str, torch.Tensor]:
         train = encoder_cfg.train
-        log.info("training encoder %s for %d steps", encoder_label(encoder_cfg), train.steps)
+        max_epochs = epoch_cap(self.dataset_cfg.get("max_epochs"), train)
+        batches = -(-len(self.data.train.labels) // int(train.batch_size))
+        log.info("training encoder %s for %d steps", encoder_label(encoder_cfg), budget_steps(train.steps, batches, max_epochs))
         L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)
         start = time.perf_counter()
         fit_module(
@@ -136,7 +150,7 @@ class SpaceBuilder:
             (self.data.train.images, self.data.train.labels),
             (self.data.val.images, self.data.val.labels),
             steps=int(train.steps),
-            max_epochs=self.dataset_cfg.get("max_epochs"),
+            max_epochs=max_epochs,
             batch_size=int(train.batch_size),
             trainer_cfg=self.trainer_cfg,
             logger=self.logger,
