@@ -33,7 +33,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from latentstitch import metrics  # noqa: E402
@@ -43,6 +42,7 @@ from latentstitch.encoders import Space, SpaceBuilder, encoder_label  # noqa: E4
 from latentstitch.encoders.training import quiet_lightning  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
 from latentstitch.logging import write_json  # noqa: E402
+from latentstitch.pipeline import _check_method, _instantiate  # noqa: E402
 from latentstitch.runtime import ensure_run_dirs  # noqa: E402
 from latentstitch.stitching import is_paired, is_projection, method_label  # noqa: E402
 from latentstitch.translation import TranslationError  # noqa: E402
@@ -188,15 +188,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """The similarity analysis; see the module docstring for what it writes."""
     quiet_lightning()
     s = settings(cfg)
+    method = _instantiate(cfg.translator, "translator")  # bad settings: one line, before anything is written
+    strategy = _instantiate(cfg.anchors, "anchors")
     output_dir = ensure_run_dirs(cfg)
     start = time.perf_counter()
-    try:
-        method = instantiate(cfg.translator)
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"translator: {e.__cause__ or e}") from None
-    strategy = instantiate(cfg.anchors)
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     strategy.check(len(items.ids("train")))
+    try:  # what the method needs of the anchors / samples (top-k, clusters), before any training
+        _check_method(method, cfg, strategy, len(items.ids("train")))
+    except TranslationError as e:
+        raise ConfigError(str(e)) from None
     encoder_cfgs = {entry: encoder_config(cfg, entry) for entry in s["encoders"]}
     builder = SpaceBuilder.from_config(cfg, items)
     for enc in encoder_cfgs.values():  # views and dims checked before anything is trained

@@ -18,9 +18,11 @@ centred norm), so the output lives in the absolute target space and any decoder 
 Where it fails: spaces whose cluster structure is symmetric or does not correspond (the QAP then
 matches the wrong centroids and nothing downstream recovers), and k-means with too few points.
 Measured here: on digits mlp <-> cnn, 10 clusters stitch at 0.958 / 0.961 (ortho with 300 pairs:
-0.958 / 0.969) but 20 clusters (mini-vec2vec's default) fail (0.31); on Fashion-MNIST it is within
-0.01 of ortho with 2000 pairs; on gettext sentences (about 1000 unpaired per side, 384-512 dims)
-it fails outright (top-1 retrieval 0.00-0.15 against ortho's 0.75-0.95).
+0.958 / 0.969) but 20 clusters (mini-vec2vec's default) fail (0.31); on Fashion-MNIST
+(``+experiment=relative_family``: mlp / cnn / resnet, ortho with 2000 pairs) it is within 0.01 of
+ortho on 5 of the 6 cross-architecture pairs but fails on cnn -> resnet (0.674 against 0.888);
+on gettext sentences (about 1000 unpaired per side, 384-512 dims) it fails outright (top-1
+retrieval 0.00-0.15 against ortho's 0.75-0.95).
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class UnsupervisedTranslator:
                 raise TranslationError(f"translator.{key}={getattr(self, key)} must be >= 1")
         if self.clusters < 3:
             raise TranslationError(f"translator.clusters={clusters}: matching centroids by their similarity structure needs at least 3")
+        if self.max_samples < max(self.clusters, self.neighbours):
+            raise TranslationError(f"translator.max_samples={self.max_samples} must be at least translator.clusters={self.clusters} "
+                                   f"and translator.neighbours={self.neighbours}")  # fmt: skip
         if not 0 <= self.momentum < 1:
             raise TranslationError(f"translator.momentum={momentum} must be in [0, 1)")
         self.weight: torch.Tensor | None = None
@@ -97,8 +102,8 @@ class UnsupervisedTranslator:
         need = max(self.clusters, self.neighbours)
         if min(n_x, n_y) < need:
             raise TranslationError(
-                f"the unsupervised translator needs at least {need} samples per space (clusters={self.clusters}, "
-                f"neighbours={self.neighbours}), got {n_x} and {n_y}"
+                f"the unsupervised translator needs at least {need} samples per space (translator.clusters={self.clusters}, "
+                f"translator.neighbours={self.neighbours}), got {n_x} and {n_y}"
             )
 
     # ------------------------------------------------------------------------------ fit
