@@ -22,7 +22,7 @@ CASES = {
 def test_bad_input_fails_cleanly(cli, tmp_path, case):
     overrides, message = CASES[case]
     r = cli(TINY + overrides)
-    assert r.returncode != 0
+    assert r.returncode == 2, r.stderr[-2000:]
     error_lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and message in error_lines[0], r.stderr[-2000:]
     assert "Traceback" not in r.stderr + r.stdout

@@ -10,10 +10,12 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT
-from latentstitch.runtime import default_threads
+from latentstitch.cache import Cache
+from latentstitch.runtime import configure_threads, default_threads
 
 GRID_2X2 = ["-m", "dataset=digits", "encoder=mlp,cnn", "decoder=mlp,cnn", "logger=none", "trainer.enable_progress_bar=false"]
 
@@ -45,12 +47,16 @@ def test_killed_sweep_resumes_and_digits_defaults_train_well(tmp_path):
     finished = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
     assert finished[0] == "0" and len(finished) < 4, finished  # really killed mid-way
     assert first_log.count("training encoder mlp:s0") == 1
+    cached_before = {p.name for kind in ("encoder", "space", "decoder") for p in Cache(cache).entries(kind)}
+    assert len(cached_before) >= 4  # the mlp encoder, its train and test spaces, its decoder at least
 
     second = subprocess.run(sweep_command(sweep, cache), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     log = second.stdout + second.stderr
     assert second.returncode == 0, log[-3000:]
     assert log.count("resumed: cell") == len(finished)
-    assert "training encoder mlp:s0" not in log and not re.search(r"training decoder \S+ on mlp:s0", log)  # cached before the kill
+    rebuilt = set(re.findall(r"cache miss: \w+ .*? \[(\w+)\], building", log))
+    assert rebuilt and not rebuilt & cached_before, rebuilt & cached_before  # nothing finished before the kill is built again
+    assert "training encoder mlp:s0" not in log and not re.search(r"training decoder \S+ on mlp:s0", log)
     assert log.count("training encoder cnn:s0") <= 1
     grid = pd.read_csv(sweep / "grid.csv")
     assert len(grid) == 4 and (grid["status"] == "ok").all()
@@ -60,6 +66,15 @@ def test_killed_sweep_resumes_and_digits_defaults_train_well(tmp_path):
     assert native["mlp:s0"] >= 0.9 and native["cnn:s0"] >= 0.9, native  # measured 0.964 and 0.967
     off = grid[grid["encoder"] != grid["decoder"]]
     assert (off["stitched_acc"] > 0.9 * off["native_acc"]).all()
+
+    # a narrower sweep into the same dir: its one cell is kept, the other three job dirs are stale
+    narrow = [a if not a.startswith(("encoder=", "decoder=")) else a.split(",")[0] for a in sweep_command(sweep, cache)]
+    third = subprocess.run(narrow, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "grid: left out 3 job dirs from an earlier sweep into this dir: 1, 2, 3" in third.stdout
+    assert "training" not in third.stdout + third.stderr
+    grid = pd.read_csv(sweep / "grid.csv")
+    assert grid[["encoder", "decoder"]].values.tolist() == [["mlp:s0", "mlp:s0"]] and bool(grid["resumed"].iloc[0])
 
 
 def test_a_changed_config_is_not_resumed(tmp_path):
@@ -72,6 +87,18 @@ def test_a_changed_config_is_not_resumed(tmp_path):
     assert finished_cell(changed) is None
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "failed", "config_hash": config_hash(cfg)}))
     assert finished_cell(cfg) is None  # failed cells run again
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "ok", "config_hash": config_hash(cfg)})[:20])
+    assert finished_cell(cfg) is None  # a half-written metrics.json runs again
+
+
+def test_where_and_how_a_cell_ran_does_not_change_its_identity(tmp_path):
+    from latentstitch.pipeline import config_hash
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path), "root_dir": "/a"}, "threads": "auto",
+                            "trainer": {"enable_progress_bar": True, "max_epochs": 3}, "head": {"dropout": 0.1}})  # fmt: skip
+    elsewhere = OmegaConf.merge(cfg, {"paths": {"root_dir": "/b", "cache_dir": "/c"}, "threads": 1, "trainer": {"enable_progress_bar": False}})
+    assert config_hash(elsewhere) == config_hash(cfg)
+    assert config_hash(OmegaConf.merge(cfg, {"trainer": {"max_epochs": 4}})) != config_hash(cfg)
 
 
 def test_sweep_where_every_cell_fails_exits_non_zero_with_a_grid(cli):
@@ -100,7 +127,8 @@ def test_unwritable_directory_is_one_line_and_exit_2(tmp_path, setting):
     r = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: {setting}={target} cannot be created or written (Not a directory); pick another directory"]
-    assert not (tmp_path / "cache" / "space").exists()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p != blocker]
+    assert written == [], written  # nothing trained, cached or reported before the check
 
 
 @pytest.mark.parametrize(
@@ -113,10 +141,35 @@ def test_unwritable_directory_is_one_line_and_exit_2(tmp_path, setting):
         ({"accelerator": "cpu", "devices": 2, "strategy": "ddp"}, {"_target_": "x.JoblibLauncher", "n_jobs": 2}, 16, 4),
         ({"accelerator": "cpu", "devices": 1}, {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", "cpus_per_task": 3}, 16, 3),
         ({"accelerator": "gpu", "devices": 4, "strategy": "ddp"}, None, 16, 16),  # GPU ranks do not share CPU BLAS work the same way
+        ({"accelerator": "cpu", "devices": -1, "strategy": "ddp"}, None, 8, 1),  # one DDP process per core
+        ({"accelerator": "cpu", "devices": [0, 1, 2, 3], "strategy": "ddp"}, None, 8, 2),
+        ({"accelerator": "cpu", "devices": "auto", "strategy": "ddp"}, None, 8, 8),
+        # submitit_local starts every job at once and we cannot see how many: one thread each
+        ({"accelerator": "cpu", "devices": 1}, {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}, 16, 1),
+        # SLURM starting one task per DDP process: each task's cpus are its own
+        ({"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
+         {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "cpus_per_task": 4, "tasks_per_node": 2}, 64, 4),
+        ({"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
+         {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "cpus_per_task": 4}, 64, 2),
     ],
 )  # fmt: skip
 def test_default_threads_divide_the_cores(trainer, launcher, cores, expected):
     assert default_threads(trainer, launcher, cores)[0] == expected
+
+
+def test_lightning_ddp_launchers_keep_our_thread_count(monkeypatch):
+    """Lightning's DDP launchers reset torch's threads to cores / processes unless OMP_NUM_THREADS
+    is set; configure_threads sets it, so the setting survives them (and their child processes)."""
+    from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        configure_threads(3, {"accelerator": "cpu", "devices": 2, "strategy": "ddp"})
+        _set_num_threads_if_needed(num_processes=64)  # what the launcher calls: would give 1 thread
+        assert torch.get_num_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_thread_setting_is_used_and_logged(cli):

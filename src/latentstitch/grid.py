@@ -32,10 +32,45 @@ class EmptySweepError(RuntimeError):
     pass
 
 
+# touched when a multirun starts; job dirs whose config is older belong to an earlier, other sweep
+SWEEP_START_MARKER = ".sweep-start"
+
+
+def mark_sweep_start(sweep_dir: str | Path) -> None:
+    path = Path(sweep_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / SWEEP_START_MARKER).touch()
+
+
+def current_job_dirs(sweep_dir: str | Path) -> list[Path]:
+    """The sweep's job dirs, without those left by an earlier sweep into the same dir.
+
+    Hydra rewrites ``<job>/.hydra/config.yaml`` whenever a job starts, resumed ones included, so a
+    job dir whose config is older than the last sweep start was not part of that sweep (a wider
+    sweep run earlier into the same ``hydra.sweep.dir``): its cells would be stale.
+    """
+    jobs = sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir())
+    marker = Path(sweep_dir) / SWEEP_START_MARKER
+    if not marker.exists():
+        return jobs
+    started = marker.stat().st_mtime_ns
+    stale = [job for job in jobs if _config_mtime(job) < started]
+    if stale:
+        print(f"grid: left out {len(stale)} job dirs from an earlier sweep into this dir: {', '.join(job.name for job in stale)}")
+    return [job for job in jobs if job not in stale]
+
+
+def _config_mtime(job: Path) -> int:
+    try:
+        return (job / ".hydra" / "config.yaml").stat().st_mtime_ns
+    except OSError:
+        return (job / ".hydra").stat().st_mtime_ns
+
+
 def read_cells(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per job dir of the sweep; jobs without a readable metrics.json count as failed."""
     rows = []
-    for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
+    for job in current_job_dirs(sweep_dir):
         metrics = job / "metrics.json"
         try:
             row = json.loads(metrics.read_text())
@@ -300,6 +335,9 @@ def report_and_exit_code(sweep_dir: str | Path, logger_cfg: DictConfig | None = 
 
 class GridCallback(Callback):
     """Hydra callback: at the end of a multirun, build the sweep's grids; exit non-zero if cells failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        mark_sweep_start(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns an exception raised here into a warning and exits 0; SystemExit goes through

@@ -143,9 +143,26 @@ def _reconstruction(cfg: DictConfig, builder: SpaceBuilder, source: Space, targe
     return scores, {"reconstructions": strip}
 
 
+# settings that change how a run goes, not what it computes: a resumed cell may differ in them
+RUNTIME_ONLY_KEYS = ("paths", "threads", "trainer.enable_progress_bar")
+
+
 def config_hash(cfg: DictConfig) -> str:
-    """Hash of the resolved config: a resumed sweep keeps a finished cell only if it matches."""
-    blob = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    """Hash of the resolved config: a resumed sweep keeps a finished cell only if it matches.
+
+    Where the run happens (``paths``: cwd, cache, data; the results are content-addressed), its
+    thread count and its progress bar are left out, so resuming from another directory or with
+    other threads keeps the finished cells.
+    """
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key in RUNTIME_ONLY_KEYS:
+        *parents, leaf = key.split(".")
+        node = resolved
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    blob = json.dumps(resolved, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -36,28 +36,42 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_processes_per_job(trainer_cfg: Any) -> int:
-    """Processes one job starts on this machine: DDP on the CPU runs ``devices`` of them."""
+def cpu_processes_per_job(trainer_cfg: Any, cores: int | None = None) -> int:
+    """Processes one job starts on this machine: DDP on the CPU runs ``devices`` of them
+    (``-1`` means one per core, a list one per entry, ``auto`` one)."""
     accelerator = str(trainer_cfg.get("accelerator", "cpu"))
     strategy = str(trainer_cfg.get("strategy", "auto"))
+    if accelerator != "cpu" or "ddp" not in strategy:
+        return 1
     devices = trainer_cfg.get("devices", 1)
-    if accelerator == "cpu" and "ddp" in strategy and isinstance(devices, int):
-        return max(1, devices)
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int):
+        return (cores or available_cores()) if devices == -1 else max(1, devices)
+    if isinstance(devices, (list, tuple)) or (hasattr(devices, "__len__") and not isinstance(devices, str)):
+        return max(1, len(devices))
     return 1
 
 
 def launcher_jobs_at_once(launcher_cfg: Any, cores: int) -> tuple[int, int | None]:
-    """(jobs that run at once on this machine, cores reserved per job if the launcher says)."""
+    """(jobs that run at once on this machine, cores reserved per process if the launcher says).
+
+    submitit starts every job of a local sweep at once, and we cannot see how many there are:
+    without ``cpus_per_task`` each job is given one thread, the setting that never oversubscribes.
+    On SLURM with ``tasks_per_node > 1`` each task is one DDP process, with its own ``cpus_per_task``.
+    """
     if launcher_cfg is None:
         return 1, None
-    target = str(launcher_cfg.get("_target_", ""))
-    if "joblib" in target.lower():
+    target = str(launcher_cfg.get("_target_", "")).lower()
+    if "joblib" in target:
         n_jobs = launcher_cfg.get("n_jobs", -1)
         n_jobs = cores if n_jobs is None or int(n_jobs) < 0 else int(n_jobs)
         return max(1, n_jobs), None
-    if "submitit" in target.lower():
+    if "submitit" in target:
         cpus = launcher_cfg.get("cpus_per_task")
-        return 1, int(cpus) if cpus else None
+        if cpus:
+            return 1, int(cpus)
+        return (cores, None) if "local" in target else (1, None)
     return 1, None
 
 
@@ -65,15 +79,22 @@ def default_threads(trainer_cfg: Any, launcher_cfg: Any = None, cores: int | Non
     """Intra-op threads for one process, and why (for the log)."""
     cores = cores or available_cores()
     jobs, cpus_per_task = launcher_jobs_at_once(launcher_cfg, cores)
-    per_job = cpu_processes_per_job(trainer_cfg)
+    per_job = cpu_processes_per_job(trainer_cfg, cores)
     if cpus_per_task:
+        tasks = int(launcher_cfg.get("tasks_per_node") or 1)
+        if tasks > 1:  # SLURM started one task per process: the cpus are that process's own
+            return max(1, cpus_per_task), f"{cpus_per_task} cpus per task, one process per task"
         return max(1, cpus_per_task // per_job), f"{cpus_per_task} cpus per task / {per_job} processes"
     processes = jobs * per_job
     return max(1, cores // processes), f"{cores} cores / {processes} processes at once"
 
 
 def configure_threads(threads: int | str | None, trainer_cfg: Any, launcher_cfg: Any = None) -> int:
-    """Set torch's intra-op threads: ``threads`` if given, else the default above; logs the choice."""
+    """Set torch's intra-op threads: ``threads`` if given, else the default above; logs the choice.
+
+    ``OMP_NUM_THREADS`` is set to the same number: Lightning's DDP launchers reset torch's threads
+    to cores / processes unless it is set, and the processes they start inherit it.
+    """
     if threads in (None, "auto"):
         n, why = default_threads(trainer_cfg, launcher_cfg)
     else:
@@ -84,6 +105,7 @@ def configure_threads(threads: int | str | None, trainer_cfg: Any, launcher_cfg:
         if n < 1:
             raise ConfigError(f"threads={n} must be a positive integer or auto")
     torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
     log.info("threads: %d intra-op (%s)", n, why)
     return n
 

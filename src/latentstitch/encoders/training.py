@@ -63,6 +63,10 @@ class EncoderModule(L.LightningModule):
             self.log(f"{stage}_{key}", value, prog_bar=True, logger=False, on_step=on_step, on_epoch=not on_step, sync_dist=True)
         return scores["loss"]
 
+    def on_fit_start(self) -> None:
+        # every rank says it: a DDP launcher that reset the threads would show here
+        log.info("rank %d trains %s with %d intra-op threads", self.global_rank, self.name, torch.get_num_threads())
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 
