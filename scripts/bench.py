@@ -46,7 +46,8 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
-def bench_translators(repeats: int = 5) -> None:
+def bench_translators(repeats: int = 5, d: int = 768, k: int = 2000, n: int = 10_000, threads_list: tuple[int, ...] = (1, 2),
+                      numpy: bool = True) -> dict:
     """Each translator's fit + transform on float32 latents, at 1 and at 2 threads, against
 
     - its unavoidable kernels, each timed alone on the same data (what no implementation of the same
@@ -60,6 +61,7 @@ def bench_translators(repeats: int = 5) -> None:
 
     Best of ``repeats`` for every timing. The anchors are unrelated random spaces (well-conditioned
     ``X``, so the float32 Cholesky path; ``X^T Y`` is as ill-conditioned as a random square matrix).
+    Returns ``{threads: {translator: {"kernels": ratio, "numpy64": ratio, "numpy32": ratio, "rel_diff": ...}}}``.
     """
     from threadpoolctl import threadpool_limits
 
@@ -68,7 +70,6 @@ def bench_translators(repeats: int = 5) -> None:
     from latentstitch.translation.scaling import StandardScaling
 
     g = torch.Generator().manual_seed(0)
-    d, k, n = 768, 2000, 10_000
     xa, ya = torch.randn(k, d, generator=g), torch.randn(k, d, generator=g) @ torch.randn(d, d, generator=g) / d**0.5
     x = torch.randn(n, d, generator=g)
     xa64, ya64, x64 = xa.double().numpy(), ya.double().numpy(), x.double().numpy()
@@ -93,10 +94,12 @@ def bench_translators(repeats: int = 5) -> None:
     numpy_timed = {}
     for name in names:
         timed[name] = lambda name=name: TRANSLATORS[name]().fit(xa, ya).transform(x)
-        numpy_timed[f"{name} NumPy64"] = lambda name=name: numpy_translate(name, xa64, ya64, x64)
-        numpy_timed[f"{name} NumPy32"] = lambda name=name: numpy_translate(name, xa32, ya32, x32)
+        if numpy:  # the reference's own timings (slow: float64 SVDs and lstsq); its outputs are always compared
+            numpy_timed[f"{name} NumPy64"] = lambda name=name: numpy_translate(name, xa64, ya64, x64)
+            numpy_timed[f"{name} NumPy32"] = lambda name=name: numpy_translate(name, xa32, ya32, x32)
     threads_before = torch.get_num_threads()
-    for threads in (1, 2):
+    results: dict = {}
+    for threads in threads_list:
         torch.set_num_threads(threads)
         with threadpool_limits(limits=threads):
             t = {}
@@ -116,10 +119,13 @@ def bench_translators(repeats: int = 5) -> None:
             fitted = TRANSLATORS[name]().fit(xa, ya)
             out, ref = fitted.transform(x).double().numpy(), numpy_translate(name, xa64, ya64, x64)
             rel = np.abs(out - ref).max() / np.abs(ref).max()
-            ratios = (f"/ kernels {t[name] / sums[name]:4.2f}  / NumPy64 {t[name] / t[name + ' NumPy64']:4.2f}  "
-                      f"/ NumPy32 {t[name] / t[name + ' NumPy32']:4.2f}")  # fmt: skip
+            vs_numpy = {bits: t[name] / t[f"{name} NumPy{bits}"] if numpy else float("nan") for bits in (64, 32)}
+            ratios = f"/ kernels {t[name] / sums[name]:4.2f}  / NumPy64 {vs_numpy[64]:4.2f}  / NumPy32 {vs_numpy[32]:4.2f}"
             print(f"    {name:<7} {t[name] * 1e3:6.1f} ms  {ratios}   [{fitted._solver}; max |diff| vs NumPy64 {rel:.1e} of max |out|]")  # fmt: skip
+            results.setdefault(threads, {})[name] = {"kernels": t[name] / sums[name], "numpy64": vs_numpy[64],
+                                                     "numpy32": vs_numpy[32], "rel_diff": float(rel)}  # fmt: skip
     torch.set_num_threads(threads_before)
+    return results
 
 
 def bench_latentis(repeats: int = 5) -> None:
@@ -144,7 +150,6 @@ def bench_latentis(repeats: int = 5) -> None:
                           x_transform=LStandardScaling(), y_transform=LStandardScaling(), dim_matcher=ZeroPadding())  # fmt: skip
 
     g = torch.Generator().manual_seed(0)
-    d, k, n = 768, 2000, 10_000
     xa, ya = torch.randn(k, d, generator=g), torch.randn(k, d, generator=g) @ torch.randn(d, d, generator=g) / d**0.5
     x = torch.randn(n, d, generator=g)
     theirs = {"ortho": Procrustes, "linear": latentis_linear}
