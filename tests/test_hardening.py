@@ -131,6 +131,19 @@ def test_unwritable_directory_is_one_line_and_exit_2(tmp_path, setting):
     assert written == [], written  # nothing trained, cached or reported before the check
 
 
+def test_unwritable_cache_dir_stops_a_multirun_before_any_job(tmp_path):
+    """The default cache dir lies below ${hydra:runtime.cwd}, which Hydra resolves only in the jobs:
+    checked at the sweep's start all the same (else every job would fail on its own, exit 1)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, str(ROOT / "run.py"), "-m", "dataset=digits", "logger=none", "translator=ortho,linear", f"hydra.sweep.dir={sweep}"]
+    r = subprocess.run(args, cwd=ROOT, env={**env(), "LATENTSTITCH_CACHE": str(blocker / "sub")}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [f"error: paths.cache_dir={blocker / 'sub'} cannot be created or written (Not a directory); pick another directory"]
+    assert list(sweep.iterdir()) == []  # no job ran
+
+
 @pytest.mark.parametrize(
     ("trainer", "launcher", "cores", "expected"),
     [

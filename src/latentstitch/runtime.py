@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -164,12 +165,25 @@ class DirectoryCheck(Callback):
     def _check(config: DictConfig, output_key: str) -> None:
         try:
             ensure_writable(OmegaConf.select(config, output_key), output_key)
-            cache_dir = _select_or_none(config, "paths.cache_dir")
+            cache_dir = _select_with_hydra(config, "paths.cache_dir")
             if cache_dir:
                 ensure_writable(cache_dir, "paths.cache_dir")
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
+
+
+def _select_with_hydra(config: DictConfig, key: str) -> Any:
+    """``key`` resolved with ``${hydra:...}`` available: a multirun starts before Hydra sets its
+    config for the jobs, and the default cache dir lies below ``${hydra:runtime.cwd}``."""
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    if previous is None:
+        hydra_config.set_config(config)
+    try:
+        return _select_or_none(config, key)
+    finally:
+        hydra_config.cfg = previous
 
 
 def _select_or_none(config: DictConfig, key: str) -> Any:
