@@ -17,8 +17,15 @@ import torch
 from torch import nn
 
 
-def busy(stop: mp.Event) -> None:
-    """Keep one core busy (pure Python, no threads of its own) until told to stop."""
+def busy(stop: mp.Event, kind: str) -> None:
+    """Keep a core busy until told to stop: pure Python, or a torch job (another cell) with 1 or 2
+    intra-op threads (``torch-2``: both processes oversubscribed, as two cells with the defaults of old)."""
+    if kind.startswith("torch"):
+        torch.set_num_threads(int(kind[-1]))
+        a = torch.randn(512, 512)
+        while not stop.is_set():
+            a = torch.tanh(a @ a / 512)
+        return
     x = 0
     while not stop.is_set():
         for _ in range(100_000):
@@ -44,19 +51,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=210)
     args = parser.parse_args()
     train_time(1, 10)  # warm-up
-    quiet = {t: train_time(t, args.steps) for t in (1, 2)}
-    stop = mp.Event()
-    other = mp.Process(target=busy, args=(stop,), daemon=True)
-    other.start()
-    time.sleep(0.5)
-    try:
-        loaded = {t: train_time(t, args.steps) for t in (1, 2)}
-    finally:
-        stop.set()
-        other.join()
-    print(f"tiny MLP, {args.steps} steps of batch 256, {torch.get_num_threads()} max threads, {mp.cpu_count()} CPUs")
-    print(f"  quiet machine:         1 thread {quiet[1]:.2f} s, 2 threads {quiet[2]:.2f} s, ratio 2/1 {quiet[2] / quiet[1]:.2f}")
-    print(f"  another process busy:  1 thread {loaded[1]:.2f} s, 2 threads {loaded[2]:.2f} s, ratio 2/1 {loaded[2] / loaded[1]:.2f}")
+    rows = {"quiet machine": {t: train_time(t, args.steps) for t in (1, 2)}}
+    for kind in ("python", "torch-1", "torch-2"):
+        ctx = mp.get_context("spawn")  # a forked child of a process whose OpenMP pool ran would hang in it
+        stop = ctx.Event()
+        other = ctx.Process(target=busy, args=(stop, kind), daemon=True)
+        other.start()
+        time.sleep(3)  # the spawned process imports torch first
+        try:
+            rows[f"{kind} process busy"] = {t: train_time(t, args.steps) for t in (1, 2)}
+        finally:
+            stop.set()
+            other.join()
+    print(f"tiny MLP, {args.steps} steps of batch 256, {mp.cpu_count()} CPUs")
+    for name, t in rows.items():
+        print(f"  {name:<24} 1 thread {t[1]:6.2f} s, 2 threads {t[2]:6.2f} s, ratio 2/1 {t[2] / t[1]:6.2f}")
 
 
 if __name__ == "__main__":
