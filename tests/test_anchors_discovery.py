@@ -86,6 +86,72 @@ def test_bootstrap_recovers_the_hidden_correspondence():
     assert weak.precision < pairs.precision
 
 
+class NearestCentroid(torch.nn.Module):
+    """A deterministic head for cell tests: the class whose train centroid is nearest."""
+
+    def __init__(self, latents, labels):
+        super().__init__()
+        self.register_buffer("centres", torch.stack([latents[labels == c].mean(dim=0) for c in labels.unique()]))
+
+    def forward(self, x):
+        return -torch.cdist(x, self.centres)
+
+
+@pytest.fixture(scope="module")
+def toy_cell():
+    """Two toy spaces (train / test rows parallel) and pairs bootstrapped from 2 seeds in one round:
+    a failed discovery (precision 0.01), so discovered and true anchors give different translators."""
+    from latentstitch.encoders import Space
+
+    x, y, label, train = *two_spaces(), 1200
+    source = Space("x", x[:train], label[:train], x[train:], label[train:])
+    target = Space("y", y[:train], label[:train], y[train:], label[train:])
+    strategy = BootstrapAnchors(num=200, seed=0, seeds=2, rounds=1, pool=train)
+    pairs = strategy.select(source.train_labels, source=source.train, target=target.train)
+    assert pairs.precision < 0.1  # 0.01 measured
+    return source, target, pairs
+
+
+def test_bootstrap_cell_reports_the_same_translator_on_true_anchors(toy_cell):
+    """stitched_acc_true_anchors = the stitched accuracy of a cell whose anchors are the true
+    partners of the discovered pairs' source samples (the same count), and beats the discovered."""
+    from latentstitch.stitching import evaluate_cell, evaluate_retrieval_cell
+    from latentstitch.translation import OrthoTranslator
+
+    source, target, pairs = toy_cell
+    head = NearestCentroid(target.train, target.train_labels)
+    found = evaluate_cell(source, target, head, OrthoTranslator(), pairs)
+    true = evaluate_cell(source, target, head, OrthoTranslator(), pairs.source)
+    assert found["num_anchors"] == true["num_anchors"] == 200
+    assert found["stitched_acc_true_anchors"] == true["stitched_acc"]
+    assert found["stitched_macro_f1_true_anchors"] == true["stitched_macro_f1"]
+    assert found["stitched_acc_true_anchors"] > 0.95 and found["stitched_acc"] < 0.5  # 1.0 and 0.1 measured
+    assert "stitched_acc_true_anchors" not in true  # true anchors: nothing to compare
+    found = evaluate_retrieval_cell(source, target, OrthoTranslator(), pairs)
+    true = evaluate_retrieval_cell(source, target, OrthoTranslator(), pairs.source)
+    assert found["stitched_top1_true_anchors"] == true["stitched_top1"]
+    assert found["stitched_mrr_true_anchors"] == true["stitched_mrr"]
+
+
+def test_bootstrap_relative_cell_trains_a_decoder_on_the_true_anchors_projection(toy_cell):
+    from latentstitch.stitching import evaluate_projection_cell
+    from latentstitch.translation import RelativeStitching
+    from latentstitch.translation.relative import anchor_digest
+
+    source, target, pairs = toy_cell
+    keys = []
+
+    def make_decoder(projected, key):
+        keys.append(key["anchors"])
+        return NearestCentroid(projected.train, projected.train_labels)
+
+    found = evaluate_projection_cell(source, target, RelativeStitching(), pairs, make_decoder)
+    assert keys == [anchor_digest(pairs.target), anchor_digest(pairs.source)]  # discovered, then true target anchors
+    true = evaluate_projection_cell(source, target, RelativeStitching(), pairs.source, make_decoder)
+    assert found["stitched_acc_true_anchors"] == true["stitched_acc"]
+    assert found["stitched_acc_true_anchors"] > 0.95 and found["stitched_acc"] < 0.5  # 0.997 and 0.29 measured
+
+
 def test_bootstrap_precision_is_measured_on_discovered_pairs_only():
     pairs = AnchorPairs(torch.tensor([1, 2, 3, 4, 5]), torch.tensor([1, 2, 3, 9, 5]), seeds=2)
     assert pairs.precision == pytest.approx(2 / 3)
@@ -95,6 +161,40 @@ def test_greedy_matching_is_one_to_one_mutual_first():
     scores = torch.tensor([[0.9, 0.8, 0.0], [0.85, 0.1, 0.0], [0.0, 0.2, 0.3]])
     rows, cols = greedy_matching(scores, 3)
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (2, 2), (1, 1)]
+
+
+def greedy_reference(scores, count):
+    """The definition, one entry at a time: mutual best matches by score, then every entry in
+    descending order whose row and column are both unused."""
+    n_rows, n_cols = scores.shape
+    best_col, best_row = scores.argmax(dim=1).tolist(), scores.argmax(dim=0).tolist()
+    mutual = sorted((r for r in range(n_rows) if best_row[best_col[r]] == r), key=lambda r: -float(scores[r, best_col[r]]))
+    pairs = [(r, best_col[r]) for r in mutual][:count]
+    for r, c in sorted(((r, c) for r in range(n_rows) for c in range(n_cols)), key=lambda rc: -float(scores[rc])):
+        if len(pairs) == count:
+            break
+        if all(r != a and c != b for a, b in pairs):
+            pairs.append((r, c))
+    return pairs
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 20])
+def test_greedy_matching_equals_the_one_entry_at_a_time_definition(block):
+    g = torch.Generator().manual_seed(block)
+    for n_rows, n_cols in [(30, 30), (25, 40), (40, 25)]:
+        scores = torch.randn(n_rows, n_cols, generator=g, dtype=torch.float64)
+        scores[:, :3] += 2  # three columns every row prefers: few mutual matches, a long fill
+        for count in (1, 12, min(n_rows, n_cols)):
+            rows, cols = greedy_matching(scores, count, block=block)
+            assert list(zip(rows.tolist(), cols.tolist())) == greedy_reference(scores, count)
+    # a chain: row k's best entry is in column k-1 (row k-1's), then its own: one take unblocks the next
+    scores = torch.rand(40, 40, generator=g, dtype=torch.float64) * 0.01
+    for k in range(40):
+        scores[k, k] = 10 - 0.2 * k
+        if k:
+            scores[k, k - 1] = 10.1 - 0.2 * k
+    rows, cols = greedy_matching(scores, 40, block=block)
+    assert list(zip(rows.tolist(), cols.tolist())) == greedy_reference(scores, 40)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +221,8 @@ def cache(tmp_path_factory):
 
 
 def test_anchor_strategies_from_the_command_line(tmp_path, cache):
-    """kmeans, fps and bootstrap cells side by side in one sweep; bootstrap reports its precision."""
+    """kmeans, fps and bootstrap cells side by side in one sweep; bootstrap reports its precision
+    and the stitched accuracy of true anchors of the same count."""
     import pandas as pd
 
     r = run_cli(["-m", *TINY, "threads=1", "anchors=kmeans,fps,bootstrap"], tmp_path, cache=cache)
@@ -132,14 +233,16 @@ def test_anchor_strategies_from_the_command_line(tmp_path, cache):
     boot = grid.loc["bootstrap-seeds=15"]
     assert 0.3 < boot["anchor_precision"] < 1.0 and boot["anchor_label_agreement"] > 0.9  # 0.64 and 0.98 measured
     assert pd.isna(grid.loc["kmeans", "anchor_precision"])
+    assert boot["stitched_acc_true_anchors"] > 0.9 and pd.isna(grid.loc["kmeans", "stitched_acc_true_anchors"])
 
 
 def test_bootstrap_config_error_names_the_group():
     from omegaconf import OmegaConf
 
     from conftest import ROOT
-    from latentstitch.pipeline import _instantiate
+    from latentstitch import pipeline
 
+    instantiate = getattr(pipeline, "instantiate_setting", None) or pipeline._instantiate  # renamed in pipeline.py
     node = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "anchors" / "bootstrap.yaml"), {"num": 300, "seeds": 1})
     with pytest.raises(ConfigError, match=r"^anchors: anchors.seeds=1: bootstrapping needs at least 2 known pairs$"):
-        _instantiate(node, "anchors")
+        instantiate(node, "anchors")

@@ -5,6 +5,7 @@ target's."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import torch
@@ -98,6 +99,16 @@ def fit_method(method: Any, source: Space, target: Space, anchors: torch.Tensor 
     return info
 
 
+def true_anchor_twin(method: Any, anchors: torch.Tensor | AnchorPairs | None) -> tuple[Any, torch.Tensor] | None:
+    """For discovered anchors (:class:`AnchorPairs`): an unfitted copy of ``method`` and the true
+    parallel anchors of the same count, i.e. the source sample of each discovered pair with its own
+    partner (the same item) in the target space; None for any other anchors. Call before fitting
+    ``method``; the cell reports the copy's score as ``stitched_<score>_true_anchors``."""
+    if not isinstance(anchors, AnchorPairs) or not is_paired(method):
+        return None
+    return copy.deepcopy(method), anchors.source
+
+
 def _label_agreement(source: Space, pairs: AnchorPairs) -> float | None:
     """Share of the discovered pairs whose two items have the same class (a softer precision);
     None on data without labels."""
@@ -133,11 +144,17 @@ def evaluate_retrieval_cell(source: Space, target: Space, translator: Translator
     """
     if is_projection(translator):
         return _projected_retrieval(source, target, translator, anchor_idx)
+    twin = true_anchor_twin(translator, anchor_idx)
     result: dict[str, Any] = {"source_dim": source.dim, "target_dim": target.dim, **fit_method(translator, source, target, anchor_idx)}
     translated = translator.transform(source.test)
     stitched = metrics.retrieval(translated, target.test)
     result["pool"] = stitched.pop("pool")
     result.update({f"stitched_{k}": v for k, v in stitched.items()})
+    if twin is not None:
+        method, idx = twin
+        fit_method(method, source, target, idx)
+        true = metrics.retrieval(method.transform(source.test), target.test)
+        result.update({f"stitched_{k}_true_anchors": true[k] for k in ("top1", "mrr")})
     raw = metrics.retrieval(source.test, target.test) if source.dim == target.dim else {}
     result.update({f"untranslated_{k}": raw.get(k) for k in stitched})
     result["native_top1"] = None  # a space retrieving itself: trivially 1, not a baseline
@@ -151,9 +168,15 @@ def evaluate_cell(source: Space, target: Space, decoder: nn.Module, translator: 
     Returns a flat dict: ``{native,stitched,untranslated}_{acc,macro_f1}`` (untranslated is None
     when the dims differ), the translation fidelity ``latent_mse`` / ``latent_cosine`` between
     T(source test) and target test, and the linear ``cka`` between the two test spaces.
+
+    With discovered anchors (``anchors=bootstrap``) also ``stitched_{acc,macro_f1}_true_anchors``:
+    the same translator fitted on true parallel anchors of the same count (see
+    :func:`true_anchor_twin`); retrieval cells report ``stitched_{top1,mrr}_true_anchors``,
+    reconstruction cells ``stitched_mse_true_anchors``.
     """
     if not torch.equal(source.test_labels, target.test_labels):
         raise ValueError("source and target test latents are not parallel (labels differ)")
+    twin = true_anchor_twin(translator, anchor_idx)
     result: dict[str, Any] = {"source_dim": source.dim, "target_dim": target.dim, **fit_method(translator, source, target, anchor_idx)}
     translated = translator.transform(source.test)
     parts = {"native": target.test, "stitched": translated, "untranslated": source.test if source.dim == target.dim else None}
@@ -161,6 +184,11 @@ def evaluate_cell(source: Space, target: Space, decoder: nn.Module, translator: 
         scores = _scores(decoder, latents, target.test_labels) if latents is not None else {"acc": None, "macro_f1": None}
         result.update({f"{name}_{k}": v for k, v in scores.items()})
     result["stitched_over_native"] = result["stitched_acc"] / result["native_acc"] if result["native_acc"] else None
+    if twin is not None:  # the same translator on true anchors of the same count
+        method, idx = twin
+        fit_method(method, source, target, idx)
+        true = _scores(decoder, method.transform(source.test), target.test_labels)
+        result.update({f"stitched_{k}_true_anchors": v for k, v in true.items()})
     result.update(_fidelity(source, target, translated))
     return result
 
@@ -174,6 +202,7 @@ def evaluate_reconstruction_cell(
 
     Returns the scores and the reconstructions (for an image strip).
     """
+    twin = true_anchor_twin(translator, anchor_idx)
     result: dict[str, Any] = {"source_dim": source.dim, "target_dim": target.dim, **fit_method(translator, source, target, anchor_idx)}
     translated = translator.transform(source.test)
     decoder.eval()
@@ -186,6 +215,11 @@ def evaluate_reconstruction_cell(
         outputs[name] = torch.cat([decoder(chunk) for chunk in latents.split(1024)])
         result[f"{name}_mse"] = metrics.latent_mse(outputs[name], images)
     result["stitched_over_native"] = result["stitched_mse"] / result["native_mse"]
+    if twin is not None:
+        method, idx = twin
+        fit_method(method, source, target, idx)
+        true = torch.cat([decoder(chunk) for chunk in method.transform(source.test).split(1024)])
+        result["stitched_mse_true_anchors"] = metrics.latent_mse(true, images)
     result.update(_fidelity(source, target, translated))
     return result, outputs
 
@@ -212,10 +246,13 @@ def evaluate_projection_cell(
     target's projection (``make_decoder(projected target, cache key)``), native = that decoder on
     the target's projected test latents, stitched = on the source's, projected w.r.t. the same
     anchor samples; untranslated is n/a. ``latent_mse`` / ``latent_cosine`` compare the two
-    projections of the test set (the shared space); ``cka`` the two absolute test spaces.
+    projections of the test set (the shared space); ``cka`` the two absolute test spaces. With
+    discovered anchors, ``stitched_{acc,macro_f1}_true_anchors`` come from a second decoder trained
+    on the target's projection w.r.t. true anchors of the same count.
     """
     if not torch.equal(source.test_labels, target.test_labels):
         raise ValueError("source and target test latents are not parallel (labels differ)")
+    twin = true_anchor_twin(method, anchors)
     projected, key, info = project_target(method, source, target, anchors)
     decoder = make_decoder(projected, key)
     stitched = method.transform_source(source.test)
@@ -224,6 +261,11 @@ def evaluate_projection_cell(
         scores = _scores(decoder, latents, target.test_labels) if latents is not None else {"acc": None, "macro_f1": None}
         result.update({f"{name}_{k}": v for k, v in scores.items()})
     result["stitched_over_native"] = result["stitched_acc"] / result["native_acc"] if result["native_acc"] else None
+    if twin is not None:  # true anchors of the same count: their own projection, their own decoder
+        true_method, idx = twin
+        true_projected, true_key, _ = project_target(true_method, source, target, idx)
+        true = _scores(make_decoder(true_projected, true_key), true_method.transform_source(source.test), target.test_labels)
+        result.update({f"stitched_{k}_true_anchors": v for k, v in true.items()})
     result.update(_fidelity(source, target, stitched, projected.test))
     result["decoder_norm"] = getattr(method, "decoder_norm", None)
     return result
@@ -232,12 +274,18 @@ def evaluate_projection_cell(
 def _projected_retrieval(source: Space, target: Space, method: Any, anchors: torch.Tensor | AnchorPairs) -> dict[str, Any]:
     """Retrieval in the shared space of a projection method: source test projections ranked
     against the target test projections."""
+    twin = true_anchor_twin(method, anchors)
     info = fit_method(method, source, target, anchors)
     src, tgt = method.transform_source(source.test), method.transform_target(target.test)
     result: dict[str, Any] = {"source_dim": source.dim, "target_dim": target.dim, "projected_dim": src.shape[1], **info}
     stitched = metrics.retrieval(src, tgt)
     result["pool"] = stitched.pop("pool")
     result.update({f"stitched_{k}": v for k, v in stitched.items()})
+    if twin is not None:
+        true_method, idx = twin
+        fit_method(true_method, source, target, idx)
+        true = metrics.retrieval(true_method.transform_source(source.test), true_method.transform_target(target.test))
+        result.update({f"stitched_{k}_true_anchors": true[k] for k in ("top1", "mrr")})
     result.update({f"untranslated_{k}": None for k in stitched})
     result["native_top1"] = None
     result.update(_fidelity(source, target, src, tgt))
