@@ -234,6 +234,8 @@ def test_anchor_strategies_from_the_command_line(tmp_path, cache):
     assert 0.3 < boot["anchor_precision"] < 1.0 and boot["anchor_label_agreement"] > 0.9  # 0.64 and 0.98 measured
     assert pd.isna(grid.loc["kmeans", "anchor_precision"])
     assert boot["stitched_acc_true_anchors"] > 0.9 and pd.isna(grid.loc["kmeans", "stitched_acc_true_anchors"])
+    summary = pd.read_csv(r.run_dir / "summary.csv").set_index("anchors")  # beside the translators' columns
+    assert summary.loc["bootstrap-seeds=15", "stitched_acc_true_anchors"] == boot["stitched_acc_true_anchors"]
 
 
 def test_bootstrap_config_error_names_the_group():
@@ -242,7 +244,6 @@ def test_bootstrap_config_error_names_the_group():
     from conftest import ROOT
     from latentstitch import pipeline
 
-    instantiate = getattr(pipeline, "instantiate_setting", None) or pipeline._instantiate  # renamed in pipeline.py
     node = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "anchors" / "bootstrap.yaml"), {"num": 300, "seeds": 1})
     with pytest.raises(ConfigError, match=r"^anchors: anchors.seeds=1: bootstrapping needs at least 2 known pairs$"):
-        instantiate(node, "anchors")
+        pipeline.instantiate_setting(node, "anchors")

@@ -336,11 +336,11 @@ def test_config_errors_before_any_training(name, overrides, head, message):
 
     from latentstitch.anchors import RandomAnchors
     from latentstitch.errors import ConfigError
-    from latentstitch.pipeline import _check_method, _instantiate
+    from latentstitch.pipeline import check_method, instantiate_setting
 
     cfg = OmegaConf.create({"task": "classification", "head": {"name": head}})
     with pytest.raises((ConfigError, TranslationError), match=message):
-        _check_method(_instantiate(translator_node(name, **overrides), "translator"), cfg, RandomAnchors(num=300), 1293)
+        check_method(instantiate_setting(translator_node(name, **overrides), "translator"), cfg, RandomAnchors(num=300), 1293)
 
 
 # ------------------------------------------------------------------------------- aggregation preset

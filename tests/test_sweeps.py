@@ -1,5 +1,6 @@
 """Multiruns: grids from the callback, launchers sharing one cache, failed cells, DDP on the CPU."""
 
+import json
 import subprocess
 import sys
 
@@ -111,3 +112,17 @@ def test_sweep_logs_cells_and_grid_to_wandb_offline(cli):
     assert len(grid_runs) == 1  # plus one for the grid, with the table and the heatmaps
     media = grid_runs[0] / "files" / "media"
     assert list(media.glob("table/grid_*.table.json")) and len(list(media.glob("images/*.png"))) == 3
+
+
+def test_experiments_in_a_sweep_are_not_read_as_cells(tmp_path):
+    """A multirun of +experiment=aggregation writes metrics.json with an encoder but no decoder: it
+    reports itself, and the grid must neither count it as a cell nor fail on it (KeyError 'decoder')."""
+    from latentstitch.grid import read_cells
+
+    for job, metrics in {"0": {"task": "aggregation", "encoder": "cnn x2", "status": "ok"},
+                         "1": {"encoder": "mlp:s0", "decoder": "cnn:s0", "translator": "ortho", "status": "ok"},
+                         "2": {"encoder": "mlp:s0", "decoder": "mlp:s0", "status": "failed", "error": "x"}}.items():  # fmt: skip
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / "metrics.json").write_text(json.dumps(metrics))
+    cells = read_cells(tmp_path)
+    assert cells["job"].tolist() == ["1", "2"] and cells["status"].tolist() == ["ok", "failed"]

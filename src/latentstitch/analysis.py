@@ -42,7 +42,7 @@ from latentstitch.encoders import Space, SpaceBuilder, encoder_label  # noqa: E4
 from latentstitch.encoders.training import quiet_lightning  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
 from latentstitch.logging import write_json  # noqa: E402
-from latentstitch.pipeline import _check_method, _instantiate  # noqa: E402
+from latentstitch.pipeline import check_method, instantiate_setting  # noqa: E402
 from latentstitch.runtime import ensure_run_dirs  # noqa: E402
 from latentstitch.stitching import is_paired, is_projection, method_label  # noqa: E402
 from latentstitch.translation import TranslationError  # noqa: E402
@@ -188,14 +188,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """The similarity analysis; see the module docstring for what it writes."""
     quiet_lightning()
     s = settings(cfg)
-    method = _instantiate(cfg.translator, "translator")  # bad settings: one line, before anything is written
-    strategy = _instantiate(cfg.anchors, "anchors")
+    method = instantiate_setting(cfg.translator, "translator")  # bad settings: one line, before anything is written
+    strategy = instantiate_setting(cfg.anchors, "anchors")
     output_dir = ensure_run_dirs(cfg)
     start = time.perf_counter()
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     strategy.check(len(items.ids("train")))
     try:  # what the method needs of the anchors / samples (top-k, clusters), before any training
-        _check_method(method, cfg, strategy, len(items.ids("train")))
+        check_method(method, cfg, strategy, len(items.ids("train")))
     except TranslationError as e:
         raise ConfigError(str(e)) from None
     encoder_cfgs = {entry: encoder_config(cfg, entry) for entry in s["encoders"]}

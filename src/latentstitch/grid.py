@@ -76,8 +76,8 @@ def read_cells(sweep_dir: str | Path) -> pd.DataFrame:
             row = json.loads(metrics.read_text())
         except (OSError, ValueError):
             row = {**_identity_from_job(job), "status": "failed", "error": "no metrics.json (job crashed or was killed)"}
-        if "encoder" not in row and row.get("status") == "ok":
-            continue  # an experiment that is not a stitching cell (casper, similarity, ...) reports itself
+        if row.get("status") == "ok" and not {"encoder", "decoder"} <= row.keys():
+            continue  # an experiment that is not a stitching cell (casper, aggregation, similarity, ...) reports itself
         rows.append({**row, "job": job.name})
     if not rows and not any((p / ".hydra").is_dir() for p in Path(sweep_dir).iterdir()):
         raise EmptySweepError(f"no cells in {sweep_dir}: no job directories with a .hydra/ folder (is this a sweep dir?)")
@@ -206,6 +206,7 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     scores = [f"{part}_{kind}" for kind in kinds for part in ("native", "stitched", "untranslated")]
     extra = ("stitched_over_native", "latent_cosine", "latent_mse", "cka", "source_norm", "target_norm",
              "anchor_precision", "anchor_label_agreement", "projected_dim")  # fmt: skip
+    extra += tuple(c for c in off if c.endswith("_true_anchors"))  # discovered anchors: the same method on true ones
     numeric = [c for c in (*scores, *extra) if c in off and off[c].notna().any()]
     summary = off.groupby(keys, dropna=False)[numeric].mean(numeric_only=True)
     summary["cells"] = off.groupby(keys, dropna=False).size()

@@ -40,7 +40,8 @@ from latentstitch.translation import TranslationError, Translator
 log = logging.getLogger(__name__)
 
 
-def _instantiate(node: DictConfig, group: str) -> Any:
+def instantiate_setting(node: DictConfig, group: str) -> Any:
+    """``instantiate(node)``; a bad setting becomes one ConfigError line naming its ``group``."""
     try:
         return instantiate(node)
     except Exception as e:  # noqa: BLE001 - report which setting is wrong, in one line
@@ -72,8 +73,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     quiet_lightning()
     ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
-    translator: Translator = _instantiate(cfg.translator, "translator")
-    strategy: AnchorStrategy = _instantiate(cfg.anchors, "anchors")
+    translator: Translator = instantiate_setting(cfg.translator, "translator")
+    strategy: AnchorStrategy = instantiate_setting(cfg.anchors, "anchors")
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     task = cfg.get("task", "classification")
     check_task(task, items)
@@ -82,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer_cfg = builder.trainer_cfg
     try:
         translator.check_dims(builder.dim(cfg.encoder), builder.dim(cfg.decoder.space))
-        _check_method(translator, cfg, strategy, len(items.ids("train")))
+        check_method(translator, cfg, strategy, len(items.ids("train")))
     except TranslationError as e:
         raise ConfigError(str(e)) from None
 
@@ -115,7 +116,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return cell
 
 
-def _check_method(method: Any, cfg: DictConfig, strategy: AnchorStrategy, train_size: int) -> None:
+def check_method(method: Any, cfg: DictConfig, strategy: AnchorStrategy, train_size: int) -> None:
     """What a method needs of the cell, checked before any training (one line each)."""
     task = cfg.get("task", "classification")
     if is_projection(method) and task == "classification" and cfg.head.name == "svm" and method.decoder_input_trainable:
