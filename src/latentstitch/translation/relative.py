@@ -382,11 +382,23 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int 
     best: tuple[float, torch.Tensor, torch.Tensor] | None = None
     for _ in range(max(1, int(n_init))):
         centres = _kmeans_once(pts, sq, k, gen, iters, tol)
-        dist = (sq[:, None] - 2 * pts @ centres.T + centres.square().sum(dim=1)[None, :]).clamp_min(0)
-        inertia, assign = dist.min(dim=1)
+        inertia, assign = _nearest_centre(pts, sq, centres)
         if best is None or float(inertia.sum()) < best[0]:
             best = (float(inertia.sum()), centres, assign)
     return best[1].to(x.dtype), best[2]
+
+
+def _nearest_centre(pts: torch.Tensor, sq: torch.Tensor, centres: torch.Tensor, clamp: bool = True,
+                    chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(squared distance to the nearest centre, its index) per point, in blocks of ``chunk`` rows:
+    the full n x k float64 matrix would be 2 GB at Fashion-MNIST's 54k points and 2000 centres.
+    ``clamp``: round-off negatives to 0 before the minimum (the Lloyd steps compare them unclamped)."""
+    csq = centres.square().sum(dim=1)[None, :]
+    parts = []
+    for i in range(0, len(pts), chunk):
+        dist = sq[i : i + chunk, None] - 2 * pts[i : i + chunk] @ centres.T + csq
+        parts.append((dist.clamp_min(0) if clamp else dist).min(dim=1))
+    return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
 
 
 def _kmeans_once(pts: torch.Tensor, sq: torch.Tensor, k: int, gen: torch.Generator, iters: int, tol: float) -> torch.Tensor:
@@ -400,13 +412,12 @@ def _kmeans_once(pts: torch.Tensor, sq: torch.Tensor, k: int, gen: torch.Generat
         centres[c] = pts[j]
         d2 = torch.minimum(d2, (sq - 2 * pts @ centres[c] + centres[c].square().sum()).clamp_min(0))
     for _ in range(int(iters)):
-        dist = sq[:, None] - 2 * pts @ centres.T + centres.square().sum(dim=1)[None, :]
-        assign = dist.argmin(dim=1)
+        nearest, assign = _nearest_centre(pts, sq, centres, clamp=False)
         counts = torch.bincount(assign, minlength=k).to(pts.dtype)
         new = torch.zeros_like(centres).index_add_(0, assign, pts) / counts.clamp_min(1)[:, None]
         empty = counts == 0
         if bool(empty.any()):
-            far = dist.gather(1, assign[:, None]).squeeze(1).argsort(descending=True)
+            far = nearest.argsort(descending=True)
             new[empty] = pts[far[: int(empty.sum())]]
         shift = float((new - centres).square().sum())
         centres = new
