@@ -178,14 +178,14 @@ def greedy_reference(scores, count):
     return pairs
 
 
-@pytest.mark.parametrize("block", [1, 7, 1 << 20])
-def test_greedy_matching_equals_the_one_entry_at_a_time_definition(block):
-    g = torch.Generator().manual_seed(block)
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 16])
+def test_greedy_matching_equals_the_one_entry_at_a_time_definition(chunk):
+    g = torch.Generator().manual_seed(chunk)
     for n_rows, n_cols in [(30, 30), (25, 40), (40, 25)]:
         scores = torch.randn(n_rows, n_cols, generator=g, dtype=torch.float64)
         scores[:, :3] += 2  # three columns every row prefers: few mutual matches, a long fill
         for count in (1, 12, min(n_rows, n_cols)):
-            rows, cols = greedy_matching(scores, count, block=block)
+            rows, cols = greedy_matching(scores, count, chunk=chunk)
             assert list(zip(rows.tolist(), cols.tolist())) == greedy_reference(scores, count)
     # a chain: row k's best entry is in column k-1 (row k-1's), then its own: one take unblocks the next
     scores = torch.rand(40, 40, generator=g, dtype=torch.float64) * 0.01
@@ -193,7 +193,7 @@ def test_greedy_matching_equals_the_one_entry_at_a_time_definition(block):
         scores[k, k] = 10 - 0.2 * k
         if k:
             scores[k, k - 1] = 10.1 - 0.2 * k
-    rows, cols = greedy_matching(scores, 40, block=block)
+    rows, cols = greedy_matching(scores, 40, chunk=chunk)
     assert list(zip(rows.tolist(), cols.tolist())) == greedy_reference(scores, 40)
 
 
