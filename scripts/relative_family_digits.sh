@@ -9,7 +9,6 @@
 #   OUT=/tmp/rf bash scripts/relative_family_digits.sh   # elsewhere; a rerun into the same $OUT resumes
 #   TABLE_ONLY=1 bash scripts/relative_family_digits.sh  # only print the table of an earlier run
 #
-# Needs PYTHONPATH=src when the venv's editable install points elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
