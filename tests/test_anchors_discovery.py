@@ -115,39 +115,41 @@ def toy_cell():
 def test_bootstrap_cell_reports_the_same_translator_on_true_anchors(toy_cell):
     """stitched_acc_true_anchors = the stitched accuracy of a cell whose anchors are the true
     partners of the discovered pairs' source samples (the same count), and beats the discovered."""
-    from latentstitch.stitching import evaluate_cell, evaluate_retrieval_cell
+    from latentstitch.cell import score_spaces
+    from latentstitch.tasks import Classification, Retrieval
     from latentstitch.translation import OrthoTranslator
 
     source, target, pairs = toy_cell
     head = NearestCentroid(target.train, target.train_labels)
-    found = evaluate_cell(source, target, head, OrthoTranslator(), pairs)
-    true = evaluate_cell(source, target, head, OrthoTranslator(), pairs.source)
+    found = score_spaces(source, target, OrthoTranslator(), pairs, Classification(), lambda spec: head).scores
+    true = score_spaces(source, target, OrthoTranslator(), pairs.source, Classification(), lambda spec: head).scores
     assert found["num_anchors"] == true["num_anchors"] == 200
     assert found["stitched_acc_true_anchors"] == true["stitched_acc"]
     assert found["stitched_macro_f1_true_anchors"] == true["stitched_macro_f1"]
     assert found["stitched_acc_true_anchors"] > 0.95 and found["stitched_acc"] < 0.5  # 1.0 and 0.1 measured
     assert "stitched_acc_true_anchors" not in true  # true anchors: nothing to compare
-    found = evaluate_retrieval_cell(source, target, OrthoTranslator(), pairs)
-    true = evaluate_retrieval_cell(source, target, OrthoTranslator(), pairs.source)
+    found = score_spaces(source, target, OrthoTranslator(), pairs, Retrieval(), lambda spec: None).scores
+    true = score_spaces(source, target, OrthoTranslator(), pairs.source, Retrieval(), lambda spec: None).scores
     assert found["stitched_top1_true_anchors"] == true["stitched_top1"]
     assert found["stitched_mrr_true_anchors"] == true["stitched_mrr"]
 
 
 def test_bootstrap_relative_cell_trains_a_decoder_on_the_true_anchors_projection(toy_cell):
-    from latentstitch.stitching import evaluate_projection_cell
+    from latentstitch.cell import score_spaces
+    from latentstitch.tasks import Classification
     from latentstitch.translation import RelativeStitching
     from latentstitch.translation.relative import anchor_digest
 
     source, target, pairs = toy_cell
     keys = []
 
-    def make_decoder(projected, key):
-        keys.append(key["anchors"])
-        return NearestCentroid(projected.train, projected.train_labels)
+    def make_decoder(spec):
+        keys.append(spec.projection["anchors"])
+        return NearestCentroid(spec.space.train, spec.space.train_labels)
 
-    found = evaluate_projection_cell(source, target, RelativeStitching(), pairs, make_decoder)
+    found = score_spaces(source, target, RelativeStitching(), pairs, Classification(), make_decoder).scores
     assert keys == [anchor_digest(pairs.target), anchor_digest(pairs.source)]  # discovered, then true target anchors
-    true = evaluate_projection_cell(source, target, RelativeStitching(), pairs.source, make_decoder)
+    true = score_spaces(source, target, RelativeStitching(), pairs.source, Classification(), make_decoder).scores
     assert found["stitched_acc_true_anchors"] == true["stitched_acc"]
     assert found["stitched_acc_true_anchors"] > 0.95 and found["stitched_acc"] < 0.5  # 0.997 and 0.29 measured
 

@@ -245,7 +245,7 @@ def test_preset_runs_end_to_end(tmp_path):
 def test_bad_settings_are_one_line_errors(override, message):
     from omegaconf import OmegaConf
 
-    from latentstitch.continual.casper import settings
+    from latentstitch.experiments.casper import settings
     from latentstitch.errors import ConfigError
 
     preset = OmegaConf.load(ROOT / "conf" / "experiment" / "casper.yaml")
@@ -257,7 +257,7 @@ def test_bad_settings_are_one_line_errors(override, message):
 def test_a_diverged_network_is_skipped_not_fatal():
     """With a large rho SGD can diverge (measured: rho = 1.0, seed 3, features ~1e19 in task 5):
     the regulariser then skips the batch and the buffer spectrum is empty, instead of raising."""
-    from latentstitch.continual.casper import buffer_spectrum
+    from latentstitch.experiments.casper import buffer_spectrum
 
     class Huge(nn.Module):
         def features(self, x):

@@ -295,18 +295,24 @@ def test_projected_decoder_is_cached_per_projection(family_sweep, tmp_path, cach
 
 def test_projection_settings_and_anchor_set_key_the_decoder():
     from latentstitch.encoders import Space
-    from latentstitch.stitching import project_target
+    from latentstitch.cell import fit
 
     x, y = data(60, 5, 40).float(), data(60, 7, 41).float()
     src, tgt = Space("a", x, torch.zeros(60), x[:5], torch.zeros(5)), Space("b", y, torch.zeros(60), y[:5], torch.zeros(5))
     keys = [
-        project_target(RelativeStitching(**kw), src, tgt, idx)[1]
+        fit(RelativeStitching(**kw), src, tgt, idx).decoder.projection
         for kw, idx in [({}, torch.arange(20)), ({"decoder_norm": "l2"}, torch.arange(20)), ({}, torch.arange(1, 21)),
                         ({"projections": ["cosine", "l1"], "aggregation": "sum"}, torch.arange(20))]  # fmt: skip
     ]
     assert len({json.dumps(k, sort_keys=True) for k in keys}) == 4
-    projected, key, info = project_target(RelativeStitching(), src, tgt, torch.arange(20))
-    assert projected.train.shape == (60, 20) and info == {"num_anchors": 20} and key["num_anchors"] == 20
+    fitted = fit(RelativeStitching(), src, tgt, torch.arange(20))
+    assert fitted.target.train.shape == (60, 20) and fitted.info == {"num_anchors": 20} and fitted.decoder.projection["num_anchors"] == 20
+
+
+class ItemsWithLabels:
+    """The one thing Classification.check reads of a dataset."""
+
+    name, has_labels = "toy", True
 
 
 def translator_node(name, **overrides):
@@ -335,12 +341,15 @@ def test_config_errors_before_any_training(name, overrides, head, message):
     from omegaconf import OmegaConf
 
     from latentstitch.anchors import RandomAnchors
+    from latentstitch.cell import check_method, instantiate_setting
     from latentstitch.errors import ConfigError
-    from latentstitch.pipeline import check_method, instantiate_setting
+    from latentstitch.tasks import Classification
 
-    cfg = OmegaConf.create({"task": "classification", "head": {"name": head}})
+    head_cfg = OmegaConf.create({"name": head})
     with pytest.raises((ConfigError, TranslationError), match=message):
-        check_method(instantiate_setting(translator_node(name, **overrides), "translator"), cfg, RandomAnchors(num=300), 1293)
+        method = instantiate_setting(translator_node(name, **overrides), "translator")
+        Classification().check(ItemsWithLabels(), method, head_cfg)  # what the task needs of the method (head=svm)
+        check_method(method, RandomAnchors(num=300), 1293)  # what the method needs of its anchors or samples
 
 
 # ------------------------------------------------------------------------------- aggregation preset
@@ -348,7 +357,7 @@ def test_config_errors_before_any_training(name, overrides, head, message):
 
 @pytest.mark.parametrize("split", ["classes", "samples"])
 def test_task_parts_share_the_common_samples_and_split_the_rest(split):
-    from latentstitch.aggregation import task_parts
+    from latentstitch.experiments.aggregation import task_parts
 
     labels = torch.arange(1000) % 10
     parts, common = task_parts(labels, 10, 3, split, 0.1, seed=0)
@@ -380,7 +389,7 @@ def test_aggregation_preset_from_the_command_line(tmp_path, cache):
 
 
 def test_asif_scores_equal_the_direct_formula():
-    from latentstitch.asif import zero_shot
+    from latentstitch.experiments.asif import zero_shot
 
     images, img_anchors, prompts, txt_anchors = data(6, 5, 50), data(8, 5, 51), data(6, 4, 52), data(8, 4, 53)
 
@@ -399,7 +408,7 @@ def test_asif_scores_equal_the_direct_formula():
 def test_asif_classifies_through_paired_anchors_only():
     """Two unrelated modalities (text = a random linear map of the image space plus noise, other
     dim): the class prompts live only in the text space, yet images find their class."""
-    from latentstitch.asif import zero_shot
+    from latentstitch.experiments.asif import zero_shot
 
     g = torch.Generator().manual_seed(60)
     centres = torch.randn(5, 12, generator=g, dtype=torch.float64) * 2
@@ -417,7 +426,7 @@ def test_asif_classifies_through_paired_anchors_only():
 def test_asif_settings_errors():
     from omegaconf import OmegaConf
 
-    from latentstitch.asif import settings
+    from latentstitch.experiments.asif import settings
     from latentstitch.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"every asif.k=\[500\] is larger than the most anchors asked for \(100\)"):

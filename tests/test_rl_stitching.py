@@ -17,7 +17,7 @@ from latentstitch.errors import ConfigError
 from latentstitch.rl.agent import RelativeAnchors
 from latentstitch.rl.envs import AGENT_RGB, LAVA_RGB, Variation, collect_states, make_env, recolour
 from latentstitch.rl.ppo import gae
-from latentstitch.rl.stitching import settings
+from latentstitch.experiments.rl import settings
 
 ENV = "MiniGrid-LavaGapS6-v0"
 BLUE = Variation("blue", floor=(0, 0, 255))
@@ -120,7 +120,7 @@ def small_run(tmp_path_factory):
 
 
 def test_translated_agents_match_their_end_to_end_counterparts_on_matched_frames(small_run):
-    cells = pd.read_csv(small_run.run_dir / "cells.csv")
+    cells = pd.read_csv(small_run.run_dir / "results.csv")
     by = {(r.method, r.encoder, r.controller): r for r in cells.itertuples()}
     # measured: action agreement 0.84 / 0.73 (naive 0.69 / 0.59: in many states both pick forward), space cosine
     # 0.72 / 0.71 (naive 0.07), return 0.72 / 0.54 (naive 0.06 / 0.07; end to end 0.86 / 0.81)
@@ -153,7 +153,7 @@ def test_rl_run_writes_grids_curves_and_metrics(small_run):
 def test_agent_training_is_reproducible_whatever_the_process_rng_state():
     """Loky reuses worker processes, so an agent's initial weights must not depend on what the
     worker ran before: two trainings with a disturbed global RNG in between are identical."""
-    from latentstitch.rl.stitching import train_agent
+    from latentstitch.experiments.rl import train_agent
 
     threads = torch.get_num_threads()
     s = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/experiment/rl_stitching.yaml").rl, resolve=True)
@@ -170,7 +170,7 @@ def test_agent_training_is_reproducible_whatever_the_process_rng_state():
 
 
 def test_a_collapsed_agent_is_retrained_once_from_a_new_seed():
-    from latentstitch.rl.stitching import agent_seed, train_agent
+    from latentstitch.experiments.rl import agent_seed, train_agent
 
     threads = torch.get_num_threads()
     s = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/experiment/rl_stitching.yaml").rl, resolve=True)

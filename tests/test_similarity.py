@@ -109,7 +109,7 @@ def test_similarity_analysis_from_the_command_line(tmp_path, cache):
 
 def test_compare_in_a_projection_methods_shared_space():
     """translator=relative in the analysis: retrieval between the two relative spaces."""
-    from latentstitch.analysis import compare
+    from latentstitch.experiments.similarity import compare
     from latentstitch.encoders import Space
     from latentstitch.translation import OrthoTranslator, RelativeStitching
 
@@ -131,7 +131,7 @@ def test_analysis_settings_errors():
     from omegaconf import OmegaConf
 
     from conftest import ROOT
-    from latentstitch.analysis import encoder_config, settings
+    from latentstitch.experiments.similarity import encoder_config, settings
     from latentstitch.errors import ConfigError
 
     with pytest.raises(ConfigError, match="must name at least 2 encoders"):

@@ -7,7 +7,8 @@ path; the SVM is fitted with scikit-learn and exported as the equivalent linear 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
 import lightning as L
 import numpy as np
@@ -15,11 +16,13 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from latentstitch.cache import Cache
 from latentstitch.encoders import Space, dataset_spec
 from latentstitch.encoders.training import ClassifierModule, fit_module
 from latentstitch.encoders.zoo import to_container
 from latentstitch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from latentstitch.encoders import SpaceBuilder
 
 log = logging.getLogger(__name__)
 
@@ -114,38 +117,48 @@ def train_head(
     return model
 
 
-def get_decoder(
-    cache: Cache,
-    target: Space,
-    dataset_cfg: DictConfig,
-    space_cfg: DictConfig,
-    head_cfg: DictConfig,
-    num_classes: int,
-    trainer_cfg: dict[str, Any],
-    projection: dict[str, Any] | None = None,
-    logger: Any = False,
-    input_layer: Callable[[], nn.Module] | None = None,
-) -> nn.Module:
-    """The head trained on ``target``'s train latents (after the method's target projection,
-    the identity for translators), from the cache when present.
+@dataclass(frozen=True)
+class DecoderSpec:
+    """Everything that determines a decoder, in one object.
 
-    ``projection``: the method's settings (part of the cache key); ``input_layer``: makes the
-    layer a projection method puts in front of the head (normalisation, aggregation).
+    ``space``: the latents it is trained on (the target space, or a projection method's projection
+    of it); ``space_cfg``: the encoder config of the target space (its identity in the cache key);
+    ``head``: the head config; ``projection``: the method's settings and anchors for a projected
+    space (``{"name": "identity"}`` otherwise); ``input_layer``: makes the layer a projection method
+    puts in front of the head (normalisation, aggregation), or None.
     """
-    projection = projection or {"name": "identity"}
-    label = f"{head_cfg['name']} on {target.label}"
-    spec = {"dataset": dataset_spec(dataset_cfg), "space": to_container(space_cfg), "head": to_container(head_cfg), "projection": projection}
+
+    space: Space
+    space_cfg: DictConfig | None
+    head: DictConfig | None
+    projection: dict[str, Any] = field(default_factory=lambda: {"name": "identity"})
+    input_layer: Callable[[], nn.Module] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.head['name']} on {self.space.label}"
+
+    def cache_key(self, dataset_cfg: DictConfig) -> dict[str, Any]:
+        """The decoder's cache spec: the dataset, the target space, the head and the projection."""
+        return {"dataset": dataset_spec(dataset_cfg), "space": to_container(self.space_cfg), "head": to_container(self.head),
+                "projection": self.projection}  # fmt: skip
+
+
+def get_decoder(spec: DecoderSpec, builder: SpaceBuilder) -> nn.Module:
+    """The head ``spec`` describes, trained on its space's train latents (with the builder's
+    trainer settings and logger), from the builder's cache when present."""
+    head_cfg, target, dataset_cfg = spec.head, spec.space, builder.dataset_cfg
 
     def build() -> dict[str, torch.Tensor]:
-        log.info("training decoder %s", label)
-        head = train_head(head_cfg, (target.train, target.train_labels), num_classes, trainer_cfg, logger,
+        log.info("training decoder %s", spec.label)
+        head = train_head(head_cfg, (target.train, target.train_labels), builder.items.num_classes, builder.trainer_cfg, builder.logger,
                           name=f"decoder/{target.label}", max_epochs=dataset_cfg.get("max_epochs"),
-                          input_layer=input_layer() if input_layer else None)  # fmt: skip
+                          input_layer=spec.input_layer() if spec.input_layer else None)  # fmt: skip
         return {k: v.clone() for k, v in head.state_dict().items()}
 
-    layer = input_layer() if input_layer else None
-    head = with_input_layer(layer, build_head(head_cfg, _input_dim(layer, target.dim), num_classes))
-    head.load_state_dict(cache.get_or_build("decoder", spec, build, label))
+    layer = spec.input_layer() if spec.input_layer else None
+    head = with_input_layer(layer, build_head(head_cfg, _input_dim(layer, target.dim), builder.items.num_classes))
+    head.load_state_dict(builder.cache.get_or_build("decoder", spec.cache_key(dataset_cfg), build, spec.label))
     return head.eval()
 
 

@@ -76,8 +76,9 @@ def read_cells(sweep_dir: str | Path) -> pd.DataFrame:
             row = json.loads(metrics.read_text())
         except (OSError, ValueError):
             row = {**_identity_from_job(job), "status": "failed", "error": "no metrics.json (job crashed or was killed)"}
-        if row.get("status") == "ok" and not {"encoder", "decoder"} <= row.keys():
+        if row.get("status") == "ok" and (row.get("experiment", "cells") != "cells" or not {"encoder", "decoder"} <= row.keys()):
             continue  # an experiment that is not a stitching cell (casper, aggregation, similarity, ...) reports itself
+        row.pop("experiment", None)
         rows.append({**row, "job": job.name})
     if not rows and not any((p / ".hydra").is_dir() for p in Path(sweep_dir).iterdir()):
         raise EmptySweepError(f"no cells in {sweep_dir}: no job directories with a .hydra/ folder (is this a sweep dir?)")
@@ -85,7 +86,7 @@ def read_cells(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 def _identity_from_job(job: Path) -> dict[str, Any]:
-    from latentstitch.stitching import cell_identity
+    from latentstitch.cell import cell_identity
 
     try:
         return cell_identity(OmegaConf.load(job / ".hydra" / "config.yaml"))
@@ -114,9 +115,11 @@ TASK_KINDS = {"classification": "acc", "retrieval": "top1", "reconstruction": "m
 
 
 def score_kind(cells: pd.DataFrame) -> str:
-    """The score a grid shows: ``acc`` (classification), ``top1`` (retrieval) or ``mse`` (pixel MSE,
-    reconstruction). Read from the cells' ``task``, which failed cells carry too, so a sweep in
-    which every cell failed still has one."""
+    """The score a grid shows: the task's primary score (the cells' ``score`` column: ``acc`` for
+    classification, ``top1`` for retrieval, ``mse`` for reconstruction, or whatever a task of the
+    user's reports), which failed cells carry too, so a sweep in which every cell failed still has one."""
+    if "score" in cells and cells["score"].notna().any():
+        return str(cells["score"].dropna().iloc[0])
     if "task" in cells and cells["task"].notna().any():
         return TASK_KINDS.get(str(cells["task"].dropna().iloc[0]), "acc")
     return "mse" if "stitched_mse" in cells and cells["stitched_mse"].notna().any() else "acc"
@@ -153,8 +156,9 @@ def plot_grid(table: pd.DataFrame, failed: pd.DataFrame, title: str, path: Path,
     else:
         finite = values[np.isfinite(values)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        im = ax.imshow(values, vmin=lo, vmax=hi, cmap="viridis_r")
-        dark = lambda v: v > lo + 0.4 * (hi - lo)  # noqa: E731
+        lower_is_better = kind == "mse"  # pixel MSE; other task scores (R^2, ...) rise with quality
+        im = ax.imshow(values, vmin=lo, vmax=hi, cmap="viridis_r" if lower_is_better else "viridis")
+        dark = (lambda v: v > lo + 0.4 * (hi - lo)) if lower_is_better else (lambda v: v < lo + 0.6 * (hi - lo))  # noqa: E731
     with_note = lambda label: f"{label}\n{notes[label]}" if label in notes else label  # noqa: E731
     ax.set_xticks(range(n_cols), [with_note(c) for c in table.columns], rotation=30, ha="right")
     ax.set_yticks(range(n_rows), [with_note(r) for r in table.index])
@@ -203,6 +207,7 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     off = ok[ok["encoder"] != ok["decoder"]]
     off = off if len(off) else ok
     kinds = ("acc", "macro_f1", "top1", "top5", "mrr", "mse")
+    kinds += tuple(k for k in (cells["score"].dropna().unique() if "score" in cells else ()) if k not in kinds)
     scores = [f"{part}_{kind}" for kind in kinds for part in ("native", "stitched", "untranslated")]
     extra = ("stitched_over_native", "latent_cosine", "latent_mse", "cka", "source_norm", "target_norm",
              "anchor_precision", "anchor_label_agreement", "projected_dim")  # fmt: skip
@@ -240,7 +245,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
         name = grid_name(dict(zip(keys, setting)), varying)
         table, failed = pivot(group, f"stitched_{kind}", kind)
         native = "; diagonal: native" if kind != "top1" else ""
-        title = f"stitched {KIND_LABELS[kind]} ({name}){native}"
+        title = f"stitched {KIND_LABELS.get(kind, kind)} ({name}){native}"
         plots[f"grid_{name}"] = plot_grid(table, failed, title, sweep_dir / f"grid_{name}.png", kind, notes=_notes(spaces, group))
     datasets = list(cells["dataset"].dropna().unique()) if "dataset" in cells else [None]
     for dataset in datasets:
@@ -250,7 +255,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
             continue
         suffix = "" if len(datasets) == 1 else f"_{dataset}"
         table, failed = pivot(part.drop_duplicates(["encoder", "decoder"]), f"untranslated_{kind}", kind)
-        title = f"untranslated {KIND_LABELS[kind]}{'' if dataset is None else f' ({dataset})'}" + ("; diagonal: native" if kind != "top1" else "")
+        title = f"untranslated {KIND_LABELS.get(kind, kind)}{'' if dataset is None else f' ({dataset})'}" + ("; diagonal: native" if kind != "top1" else "")
         plots[f"grid_untranslated{suffix}"] = plot_grid(table, failed, title, sweep_dir / f"grid_untranslated{suffix}.png", kind)
     if curve:
         plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png", score_kind(cells))

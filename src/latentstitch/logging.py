@@ -1,5 +1,5 @@
-"""Run outputs: the experiment logger (W&B offline by default, CSV, or none), ``metrics.json``,
-``cells.csv`` and the console table."""
+"""Run outputs: the experiment logger (W&B offline by default, CSV, or none), atomic JSON and CSV
+writers, image strips and the console table of a cell."""
 
 from __future__ import annotations
 
@@ -39,21 +39,6 @@ def make_logger(logger_cfg: DictConfig | None, group: str | None = None) -> Any:
         if group and not logger_cfg.get("group"):
             return instantiate(logger_cfg, group=group)
     return instantiate(logger_cfg)
-
-
-def log_run(logger: Any, cfg: DictConfig, cell: dict[str, Any], images: dict[str, Path] | None = None) -> None:
-    """Config, cell metrics and any images to the experiment logger."""
-    if not logger:
-        return
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    numbers = {f"cell/{k}": float(v) for k, v in cell.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    logger.log_metrics(numbers)
-    experiment = getattr(logger, "experiment", None)
-    if hasattr(experiment, "summary"):
-        experiment.summary.update(numbers)
-    if images and hasattr(logger, "log_image"):
-        for key, path in images.items():
-            logger.log_image(key=key, images=[str(path)])
 
 
 def finish_logger(logger: Any) -> None:
@@ -111,45 +96,26 @@ def save_image_strip(rows: dict[str, Any], path: Path, mean: list[float], std: l
     return path
 
 
+SCORE_LABELS = {"acc": "accuracy", "macro_f1": "macro-F1", "top1": "top-1", "top5": "top-5", "mrr": "MRR", "mse": "pixel MSE"}
+
+
 def format_cell(cell: dict[str, Any]) -> str:
-    """A small table for the console."""
-    if "native_mse" in cell:
-        return format_reconstruction_cell(cell)
-    if "stitched_top1" in cell:
-        return format_retrieval_cell(cell)
+    """A small table for the console: one row per set of latents scored, one column per score
+    (whatever the cell's task reports)."""
+    scores = [k.removeprefix("stitched_") for k in cell
+              if k.startswith("stitched_") and not k.endswith("_true_anchors") and k != "stitched_over_native"]  # fmt: skip
+    task = cell.get("task", "classification")
+    head = f"  head={cell['head']}" if task == "classification" else ""
+    pool = f"  pool {cell['pool']}" if "pool" in cell else ""
     lines = [
-        f"cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  head={cell['head']}  "
-        f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}",
-        f"  {'':<13}{'accuracy':>10}{'macro-F1':>10}",
+        f"{'cell' if task == 'classification' else f'{task} cell'}: {cell['encoder']} -> {cell['decoder']}  "
+        f"translator={cell['translator']}{head}  anchors={cell['num_anchors']} ({cell['anchors']})  "
+        f"dims {cell['source_dim']} -> {cell['target_dim']}{pool}",
+        f"  {'':<13}" + "".join(f"{SCORE_LABELS.get(k, k):>10}" for k in scores),
     ]
     for name in ("native", "stitched", "untranslated"):
-        lines.append(f"  {name:<13}{_fmt(cell[f'{name}_acc']):>10}{_fmt(cell[f'{name}_macro_f1']):>10}")
-    lines.append(
-        f"  stitched/native {_fmt(cell['stitched_over_native'])}   latent MSE {_fmt(cell['latent_mse'])}   "
-        f"latent cosine {_fmt(cell['latent_cosine'])}"
-    )
-    return "\n".join(lines)
-
-
-def format_reconstruction_cell(cell: dict[str, Any]) -> str:
-    lines = [
-        f"reconstruction cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  "
-        f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}",
-        f"  {'':<13}{'pixel MSE':>10}",
-    ]
-    lines += [f"  {name:<13}{_fmt(cell[f'{name}_mse']):>10}" for name in ("native", "stitched", "untranslated")]
-    lines.append(f"  stitched/native {_fmt(cell['stitched_over_native'])}   latent MSE {_fmt(cell['latent_mse'])}   "
-                 f"latent cosine {_fmt(cell['latent_cosine'])}")  # fmt: skip
-    return "\n".join(lines)
-
-
-def format_retrieval_cell(cell: dict[str, Any]) -> str:
-    lines = [
-        f"retrieval cell: {cell['encoder']} -> {cell['decoder']}  translator={cell['translator']}  "
-        f"anchors={cell['num_anchors']} ({cell['anchors']})  dims {cell['source_dim']} -> {cell['target_dim']}  pool {cell['pool']}",
-        f"  {'':<13}{'top-1':>10}{'top-5':>10}{'MRR':>10}",
-    ]
-    for name in ("stitched", "untranslated"):
-        lines.append(f"  {name:<13}" + "".join(f"{_fmt(cell[f'{name}_{k}']):>10}" for k in ("top1", "top5", "mrr")))
-    lines.append(f"  latent cosine {_fmt(cell['latent_cosine'])}   CKA {_fmt(cell['cka'])}")
+        if any(cell.get(f"{name}_{k}") is not None for k in scores) or name != "native":
+            lines.append(f"  {name:<13}" + "".join(f"{_fmt(cell.get(f'{name}_{k}')):>10}" for k in scores))
+    ratio = f"stitched/native {_fmt(cell['stitched_over_native'])}   " if "stitched_over_native" in cell else ""
+    lines.append(f"  {ratio}latent MSE {_fmt(cell['latent_mse'])}   latent cosine {_fmt(cell['latent_cosine'])}   CKA {_fmt(cell['cka'])}")
     return "\n".join(lines)

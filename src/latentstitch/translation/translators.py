@@ -71,7 +71,14 @@ class Translator:
     After ``fit``: ``matrix`` is the estimate ``R`` between the scaled spaces (source dim x target
     dim; affine appends its bias row), and ``weight`` / ``bias`` are the whole translator as one
     affine map of the raw latents, ``transform(x) = x @ weight + bias``.
+
+    What a method declares (read by the cell, see :class:`latentstitch.translation.Method`):
+    ``paired`` (fitted on parallel anchors; False: on unpaired samples) and ``projection_method``
+    (False: it translates into the target space).
     """
+
+    paired: bool = True
+    projection_method: bool = False
 
     _diagonal = False  # the identity stores its weight as a vector and multiplies element-wise
 

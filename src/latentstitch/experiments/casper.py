@@ -52,8 +52,7 @@ from latentstitch.data.datasets import normalise_images
 from latentstitch.data.items import stratified_subset
 from latentstitch.encoders.training import quiet_lightning
 from latentstitch.errors import ConfigError
-from latentstitch.logging import finish_logger, make_logger, write_json
-from latentstitch.runtime import ensure_writable
+from latentstitch.experiments.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
 
@@ -393,17 +392,10 @@ def plot_spectrum(path: Path, runs: list[dict[str, Any]], methods: list[str], k:
     return path
 
 
-def _log(
-    logger: Any,
-    cfg: DictConfig,
-    runs: list[dict[str, Any]],
-    summary: list[dict[str, Any]],
-    comparison: dict | None,
-    images: dict[str, Path],
-) -> None:
+def _log_curves(logger: Any, runs: list[dict[str, Any]]) -> None:
+    """Per-task accuracies and losses of every run, one logger step per task trained."""
     if not logger:
         return
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     step = 0
     for r in runs:
         for t, row in enumerate(r["matrix"]):
@@ -416,21 +408,6 @@ def _log(
                 metrics[f"{r['method']}/seed{r['seed']}/casper_loss"] = r["casper_losses"][t]
             logger.log_metrics(metrics, step=step)
             step += 1
-    numbers = {
-        f"summary/{row['method']}/{k}": float(v)
-        for row in summary
-        for k, v in row.items()
-        if isinstance(v, (int, float)) and v is not None
-    }
-    if comparison:
-        numbers.update({f"summary/{k}": float(v) for k, v in comparison.items() if isinstance(v, float)})
-    logger.log_metrics(numbers, step=step)
-    experiment = getattr(logger, "experiment", None)
-    if hasattr(experiment, "summary"):
-        experiment.summary.update(numbers)
-    if hasattr(logger, "log_image"):
-        for key, path in images.items():
-            logger.log_image(key=key, images=[str(path)])
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -440,15 +417,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """ER vs ER + CaSpeR over ``casper.seeds``; see the module docstring for the outputs."""
     quiet_lightning()
     s = settings(cfg)
-    output_dir = ensure_writable(cfg.paths.output_dir, "hydra output dir")
+    out = RunOutputs(cfg)  # the run and cache dirs are writable, before any work
+    output_dir = out.dir
     train, test, tasks = load_data(cfg, s)
-    logger_cfg = cfg.get("logger")
-    if logger_cfg and "name" in logger_cfg:
-        logger_cfg = OmegaConf.merge(logger_cfg, {"name": "casper"})
-    logger = make_logger(logger_cfg)
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
-    try:
+    with out:
         channels, image_size = int(train[0].shape[1]), int(train[0].shape[-1])
         total = len(s["seeds"]) * len(s["methods"])
         for seed in s["seeds"]:
@@ -472,12 +446,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "laplacian_spectrum": plot_spectrum(output_dir / "laplacian_spectrum.png", runs, s["methods"], int(s["k"])),
         }
         result = {
-            "task": "casper", "dataset": str(cfg.dataset.name), "tasks": [t.classes for t in tasks], "settings": s,
-            "summary": summary, "comparison": comparison, "seconds": time.perf_counter() - start, "status": "ok",
+            "dataset": str(cfg.dataset.name), "tasks": [t.classes for t in tasks], "settings": s,
+            "summary": summary, "comparison": comparison, "seconds": time.perf_counter() - start,
         }  # fmt: skip
-        write_json(output_dir / "metrics.json", result)
-        print(format_table(summary, comparison), flush=True)
-        _log(logger, cfg, runs, summary, comparison, images)
-    finally:
-        finish_logger(logger)
+        _log_curves(out.logger, runs)
+        # results.csv is the per-task table written above (one row per method, seed and task)
+        result = out.finish(result, [], images, console=format_table(summary, comparison))
+        numbers = {f"summary/{row['method']}/{k}": float(v) for row in summary for k, v in row.items()
+                   if isinstance(v, (int, float)) and v is not None}  # fmt: skip
+        if comparison:
+            numbers.update({f"summary/{k}": float(v) for k, v in comparison.items() if isinstance(v, float)})
+        out.log_numbers(numbers)
     return result

@@ -40,8 +40,7 @@ from latentstitch.encoders.spaces import epoch_cap  # noqa: E402
 from latentstitch.encoders.training import extract_features, fit_module, quiet_lightning  # noqa: E402
 from latentstitch.encoders.zoo import build_encoder, is_frozen  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
-from latentstitch.logging import write_json  # noqa: E402
-from latentstitch.runtime import ensure_run_dirs  # noqa: E402
+from latentstitch.experiments.outputs import RunOutputs  # noqa: E402
 from latentstitch.translation import RelativeProjection  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def _encoder(builder: SpaceBuilder, encoder_cfg: DictConfig, train_idx: torch.Te
 def run(cfg: DictConfig) -> dict[str, Any]:
     quiet_lightning()
     s = settings(cfg)
-    output_dir = ensure_run_dirs(cfg)
+    out = RunOutputs(cfg)  # the run and cache dirs are writable, before any work
     start = time.perf_counter()
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     if not items.has_labels:
@@ -162,14 +161,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                      "cka_vs_end_to_end": metrics.linear_cka(space["test"], reference["test"]) if "end_to_end" not in name else 1.0})  # fmt: skip
         log.info("aggregation: %s accuracy %.4f", name, rows[-1]["accuracy"])
     table = pd.DataFrame(rows)
-    table.to_csv(output_dir / "results.csv", index=False)
-    _plot(table, output_dir / "aggregation.png", f"{cfg.dataset.name}, {label}, {s['tasks']} tasks split by {s['split']}, shared {s['shared']:g}")
-    result = {"task": "aggregation", "dataset": str(cfg.dataset.name), "encoder": label, "settings": s, "num_anchors": int(num_anchors),
-              "task_sizes": [int(len(p)) for p in parts], "results": rows, "seconds": time.perf_counter() - start, "status": "ok"}  # fmt: skip
-    write_json(output_dir / "metrics.json", result)
-    with pd.option_context("display.width", 200, "display.precision", 4):
-        print(table.to_string(index=False), flush=True)
-    return result
+    with out:
+        title = f"{cfg.dataset.name}, {label}, {s['tasks']} tasks split by {s['split']}, shared {s['shared']:g}"
+        images = {"aggregation": _plot(table, out.dir / "aggregation.png", title)}
+        result = {"dataset": str(cfg.dataset.name), "encoder": label, "settings": s, "num_anchors": int(num_anchors),
+                  "task_sizes": [int(len(p)) for p in parts], "results": rows, "seconds": time.perf_counter() - start}  # fmt: skip
+        with pd.option_context("display.width", 200, "display.precision", 4):
+            console = table.to_string(index=False)
+        return out.finish(result, rows, images, console=console)
 
 
 def _plot(table: pd.DataFrame, path: Path, title: str) -> Path:

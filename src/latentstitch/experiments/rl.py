@@ -18,7 +18,7 @@ encoder's variation, with the same episode seeds in every cell, and against the 
 the controller's variation on held-out matched states (not among those a translator is fitted on):
 how often both pick the same action, and the mean cosine between what each feeds the controller.
 
-Outputs in the run dir: ``cells.csv`` (one row per method and cell), ``grid_<method>.csv``
+Outputs in the run dir: ``results.csv`` (one row per method and cell), ``grid_<method>.csv``
 (encoder variation x controller variation), ``training.csv`` (every agent's learning curve),
 ``rl_grid.png``, ``learning_curves.png``, ``metrics.json``, and everything to the experiment
 logger. Trained agents are cached (``rl_agent`` entries) like every other trained model.
@@ -41,11 +41,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentstitch.cache import Cache, spec_key
 from latentstitch.errors import ConfigError
-from latentstitch.logging import finish_logger, make_logger, write_cells_csv, write_json
+from latentstitch.experiments.outputs import RunOutputs
+from latentstitch.logging import write_cells_csv
 from latentstitch.rl.agent import Agent, build_agent
 from latentstitch.rl.envs import Variation, collect_states, make_env, make_vector_env, recolour
 from latentstitch.rl.ppo import PPOSettings, train_ppo
-from latentstitch.runtime import ensure_run_dirs, sigterm_as_interrupt
+from latentstitch.runtime import sigterm_as_interrupt
 from latentstitch.translation import TRANSLATORS
 
 log = logging.getLogger(__name__)
@@ -337,24 +338,16 @@ def plot_curves(path: Path, training: pd.DataFrame) -> Path:
     return path
 
 
-def _log(logger: Any, cfg: DictConfig, training: pd.DataFrame, cells: pd.DataFrame, images: dict[str, Path]) -> None:
-    if not logger:
+def _log_curves(out: RunOutputs, training: pd.DataFrame, cells: pd.DataFrame) -> None:
+    """Training returns per PPO update, and each cell's scores (the cells table goes with the result)."""
+    if not out.logger:
         return
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     for update, part in training.groupby(training.groupby(["kind", "variation"]).cumcount()):
-        logger.log_metrics({f"train/{r.kind}_{r.variation}/return": float(r["return"]) for _, r in part.iterrows()
-                            if not np.isnan(r["return"])}, step=int(update))  # fmt: skip
+        out.logger.log_metrics({f"train/{r.kind}_{r.variation}/return": float(r["return"]) for _, r in part.iterrows()
+                                if not np.isnan(r["return"])}, step=int(update))  # fmt: skip
     numbers = {f"cell/{r.method}/{r.encoder}->{r.controller}/{k}": float(r[k]) for _, r in cells.iterrows()
                for k in ("mean_return", "success_rate", "action_agreement", "space_cosine")}  # fmt: skip
-    logger.log_metrics(numbers, step=int(training.groupby(["kind", "variation"]).size().max()))
-    experiment = getattr(logger, "experiment", None)
-    if hasattr(experiment, "summary"):
-        experiment.summary.update(numbers)
-    if hasattr(logger, "log_table"):
-        logger.log_table(key="rl_cells", dataframe=cells)
-    if hasattr(logger, "log_image"):
-        for key, path in images.items():
-            logger.log_image(key=key, images=[str(path)])
+    out.log_numbers(numbers, step=int(training.groupby(["kind", "variation"]).size().max()))
 
 
 def summary_table(cells: pd.DataFrame, training: pd.DataFrame) -> str:
@@ -376,23 +369,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, stitch and evaluate; see the module docstring for the outputs."""
     s = settings(cfg)
     vs = variations(s)
-    output_dir = ensure_run_dirs(cfg)
+    out = RunOutputs(cfg)  # the run and cache dirs are writable, before any work
+    output_dir = out.dir
     start = time.perf_counter()
     anchors = collect_states(s["env"], s["tile_size"], int(s["anchors"]), seed=int(s["anchor_seed"]))
     matched = collect_states(s["env"], s["tile_size"], int(s["matched_frames"]), seed=int(s["matched_seed"]))
     check = collect_states(s["env"], s["tile_size"], int(s["check_frames"]), seed=int(s["check_seed"]), exclude=matched)
-    logger_cfg = cfg.get("logger")
-    if logger_cfg and "name" in logger_cfg:
-        logger_cfg = OmegaConf.merge(logger_cfg, {"name": "rl_stitching"})
-    logger = make_logger(logger_cfg)
-    try:
+    with out:
         agents = train_agents(cfg, s, vs, anchors)
         trained = time.perf_counter()
         training = pd.concat([curve.assign(kind=kind, variation=name) for (kind, name), (_, curve) in agents.items()])
         cells = pd.DataFrame(evaluate_cells(s, agents, vs, matched, check))
         names = [v.name for v in vs]
         grid = grids(cells, names)
-        write_cells_csv(output_dir / "cells.csv", cells.to_dict("records"))
         write_cells_csv(output_dir / "training.csv", training.to_dict("records"))
         for method, table in grid.items():
             table.round(4).to_csv(output_dir / f"grid_{method}.csv")
@@ -400,7 +389,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                   "learning_curves": plot_curves(output_dir / "learning_curves.png", training)}  # fmt: skip
         final = training.groupby(["kind", "variation"]).tail(1)
         result = {
-            "task": "rl_stitching", "env": s["env"], "variations": names, "status": "ok",
+            "env": s["env"], "variations": names,
             "grids": {m: t.round(4).to_dict() for m, t in grid.items()},
             "off_diagonal_mean": {m: float(part.loc[part["encoder"] != part["controller"], "mean_return"].mean())
                                   for m, part in cells.groupby("method") if m != "end_to_end"},
@@ -408,9 +397,5 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                           "final_return": float(r["return"]), "attempts": int(r["attempts"])} for _, r in final.iterrows()],
             "seconds_training": trained - start, "seconds": time.perf_counter() - start,
         }  # fmt: skip
-        write_json(output_dir / "metrics.json", result)
-        print(summary_table(cells, training), flush=True)
-        _log(logger, cfg, training, cells, images)
-    finally:
-        finish_logger(logger)
-    return result
+        _log_curves(out, training, cells)
+        return out.finish(result, cells.to_dict("records"), images, console=summary_table(cells, training))

@@ -35,8 +35,7 @@ from latentstitch.encoders import SpaceBuilder, encoder_label  # noqa: E402
 from latentstitch.encoders.training import quiet_lightning  # noqa: E402
 from latentstitch.encoders.zoo import is_frozen  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
-from latentstitch.logging import write_json  # noqa: E402
-from latentstitch.runtime import ensure_run_dirs  # noqa: E402
+from latentstitch.experiments.outputs import RunOutputs  # noqa: E402
 from latentstitch.translation import RelativeProjection  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
 def run(cfg: DictConfig) -> dict[str, Any]:
     quiet_lightning()
     s = settings(cfg)
-    output_dir = ensure_run_dirs(cfg)
+    out = RunOutputs(cfg)  # the run and cache dirs are writable, before any work
     start = time.perf_counter()
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     if not items.class_names:
@@ -107,17 +106,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                              "macro_f1": metrics.macro_f1(pred, images.test_labels), "probe_accuracy": probe_acc})  # fmt: skip
                 log.info("asif: %d anchors, k=%d, p=%g: accuracy %.4f (probe %.4f)", n, k, p, rows[-1]["accuracy"], probe_acc)
     table = pd.DataFrame(rows)
-    table.to_csv(output_dir / "results.csv", index=False)
     majority = float(torch.bincount(images.test_labels).max()) / len(images.test_labels)
-    _plot(table, output_dir / "asif.png", majority,
-          f"ASIF on {cfg.dataset.name}: {encoder_label(cfg.encoder)} images, {encoder_label(text_cfg)} names; {len(classes)} classes")  # fmt: skip
-    result = {"task": "asif", "dataset": str(cfg.dataset.name), "image_encoder": encoder_label(cfg.encoder), "text_encoder": encoder_label(text_cfg),
-              "classes": classes, "settings": s, "majority_class": majority, "results": rows,
-              "seconds": time.perf_counter() - start, "status": "ok"}  # fmt: skip
-    write_json(output_dir / "metrics.json", result)
-    with pd.option_context("display.width", 200, "display.precision", 4):
-        print(table.to_string(index=False), flush=True)
-    return result
+    with out:
+        title = f"ASIF on {cfg.dataset.name}: {encoder_label(cfg.encoder)} images, {encoder_label(text_cfg)} names; {len(classes)} classes"
+        plots = {"asif": _plot(table, out.dir / "asif.png", majority, title)}
+        result = {"dataset": str(cfg.dataset.name), "image_encoder": encoder_label(cfg.encoder), "text_encoder": encoder_label(text_cfg),
+                  "classes": classes, "settings": s, "majority_class": majority, "results": rows,
+                  "seconds": time.perf_counter() - start}  # fmt: skip
+        with pd.option_context("display.width", 200, "display.precision", 4):
+            console = table.to_string(index=False)
+        return out.finish(result, rows, plots, console=console)
 
 
 def _plot(table: pd.DataFrame, path: Path, majority: float, title: str) -> Path:

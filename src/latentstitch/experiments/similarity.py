@@ -15,7 +15,7 @@ the test split:
 Writes into the run dir: ``similarity.csv`` (one row per ordered pair, one column per measure),
 ``matrix_<measure>.csv`` (encoders x encoders), ``similarity.png`` (one heatmap per measure),
 ``norms.csv`` and ``norms.png`` (each encoder's latent-norm distribution on the test split: the
-"scale" figure), and ``metrics.json``.
+"scale" figure), ``results.csv`` (= ``similarity.csv``) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -41,10 +41,8 @@ from latentstitch.data import load_dataset  # noqa: E402
 from latentstitch.encoders import Space, SpaceBuilder, encoder_label  # noqa: E402
 from latentstitch.encoders.training import quiet_lightning  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
-from latentstitch.logging import write_json  # noqa: E402
-from latentstitch.pipeline import check_method, instantiate_setting  # noqa: E402
-from latentstitch.runtime import ensure_run_dirs  # noqa: E402
-from latentstitch.stitching import is_paired, is_projection, method_label  # noqa: E402
+from latentstitch.cell import check_method, instantiate_setting, method_label  # noqa: E402
+from latentstitch.experiments.outputs import RunOutputs  # noqa: E402
 from latentstitch.translation import TranslationError  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -108,14 +106,14 @@ def compare(source: Space, target: Space, method: Any, anchors: Any, rows: torch
     if source.label == target.label:
         out.update(top1=out["raw_top1"], mrr=out["raw_mrr"], jaccard=out["raw_jaccard"], latent_cosine=1.0)
         return out
-    if is_paired(method):
+    if method.paired:
         src_idx, tgt_idx = split_anchors(anchors)
         method.fit(source.train[src_idx], target.train[tgt_idx])
     else:
         half = len(source.train) // 2
         order = torch.randperm(len(source.train), generator=torch.Generator().manual_seed(0))
         method.fit(source.train[order[:half]], target.train[order[half:]])
-    if is_projection(method):
+    if method.projection_method:
         mapped, reference = method.transform_source(xs), method.transform_target(ys)
     else:
         mapped, reference = method.transform(xs), ys
@@ -190,12 +188,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     s = settings(cfg)
     method = instantiate_setting(cfg.translator, "translator")  # bad settings: one line, before anything is written
     strategy = instantiate_setting(cfg.anchors, "anchors")
-    output_dir = ensure_run_dirs(cfg)
+    out = RunOutputs(cfg)  # the run and cache dirs are writable, before any work
     start = time.perf_counter()
     items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     strategy.check(len(items.ids("train")))
     try:  # what the method needs of the anchors / samples (top-k, clusters), before any training
-        check_method(method, cfg, strategy, len(items.ids("train")))
+        check_method(method, strategy, len(items.ids("train")))
     except TranslationError as e:
         raise ConfigError(str(e)) from None
     encoder_cfgs = {entry: encoder_config(cfg, entry) for entry in s["encoders"]}
@@ -212,7 +210,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for a in labels:
         for b in labels:
             src, tgt = spaces[a], spaces[b]
-            anchors = strategy.select(src.train_labels, source=src.train, target=tgt.train) if is_paired(method) and a != b else None
+            anchors = strategy.select(src.train_labels, source=src.train, target=tgt.train) if method.paired and a != b else None
             try:
                 scores = compare(src, tgt, method, anchors, rows_idx, s["k"], s["jaccard_k"])
             except TranslationError as e:
@@ -220,23 +218,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             records.append({"source": a, "target": b, **scores})
             log.info("similarity %s -> %s: %s", a, b, {k: None if v is None else round(v, 4) for k, v in scores.items()})
     table = pd.DataFrame(records)
-    table.to_csv(output_dir / "similarity.csv", index=False)
-    matrices = {}
-    for measure in (*SYMMETRIC, *DIRECTED):
-        matrix = table.pivot(index="source", columns="target", values=measure).reindex(index=labels, columns=labels).astype(float)
-        matrix.to_csv(output_dir / f"matrix_{measure}.csv")
-        matrices[measure] = matrix
-    translator = method_label(cfg.translator)
-    shown = {name: m for name, m in matrices.items() if not name.startswith("raw_") or m.notna().to_numpy().sum() > len(labels)}
-    plot_matrices(shown, output_dir / "similarity.png",
-                  f"{cfg.dataset.name}, {len(rows_idx)} test samples; after translation: {translator}, anchors {strategy!r}")  # fmt: skip
-    norms = norm_table(spaces)
-    norms.to_csv(output_dir / "norms.csv", index=False)
-    plot_norms(spaces, output_dir / "norms.png", s["bins"])
-    result = {"task": "similarity", "dataset": str(cfg.dataset.name), "encoders": labels, "translator": translator,
-              "samples": int(len(rows_idx)), "pairs": records, "norms": norms.to_dict(orient="records"),
-              "seconds": time.perf_counter() - start, "status": "ok"}  # fmt: skip
-    write_json(output_dir / "metrics.json", result)
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
-        print(table.to_string(index=False), flush=True)
-    return result
+    with out:
+        output_dir = out.dir
+        table.to_csv(output_dir / "similarity.csv", index=False)
+        matrices = {}
+        for measure in (*SYMMETRIC, *DIRECTED):
+            matrix = table.pivot(index="source", columns="target", values=measure).reindex(index=labels, columns=labels).astype(float)
+            matrix.to_csv(output_dir / f"matrix_{measure}.csv")
+            matrices[measure] = matrix
+        translator = method_label(cfg.translator)
+        shown = {name: m for name, m in matrices.items() if not name.startswith("raw_") or m.notna().to_numpy().sum() > len(labels)}
+        images = {"similarity": plot_matrices(shown, output_dir / "similarity.png",
+                                              f"{cfg.dataset.name}, {len(rows_idx)} test samples; after translation: {translator}, anchors {strategy!r}")}  # fmt: skip
+        norms = norm_table(spaces)
+        norms.to_csv(output_dir / "norms.csv", index=False)
+        images["norms"] = plot_norms(spaces, output_dir / "norms.png", s["bins"])
+        result = {"dataset": str(cfg.dataset.name), "encoders": labels, "translator": translator,
+                  "samples": int(len(rows_idx)), "pairs": records, "norms": norms.to_dict(orient="records"),
+                  "seconds": time.perf_counter() - start}  # fmt: skip
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
+            console = table.to_string(index=False)
+        return out.finish(result, records, images, console=console)
