@@ -9,7 +9,7 @@ REQS := requirements/pretrained.txt requirements/no-deps.txt
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 
-.PHONY: run test test-slow install data clean-cache bench-latentis
+.PHONY: run test test-slow lint install data clean-cache bench-latentis
 
 install: $(STAMP)
 
@@ -42,7 +42,13 @@ $(DEB_STAMP): requirements/debian.txt | $(STAMP)
 run: install data
 	$(PY) run.py
 
-test: install data
+# Lint and type checks first (seconds): the same hooks as .pre-commit-config.yaml.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: lint data
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: install data

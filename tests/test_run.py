@@ -26,7 +26,7 @@ def test_cell_scores_are_real(first_and_second):
     assert 0.3 < m["cka"] < 1  # related spaces, not identical ones
     assert (m["source_dim"], m["target_dim"], m["num_anchors"]) == (128, 128, 300)
     assert "stitched" in first.stdout and "native" in first.stdout  # the console table
-    header, row = (first.run_dir / "cells.csv").read_text().splitlines()
+    header, row = (first.run_dir / "results.csv").read_text().splitlines()
     assert {"encoder", "decoder", "translator", "native_acc", "stitched_acc", "untranslated_acc"} <= set(header.split(","))
     assert (first.run_dir / ".hydra" / "config.yaml").exists()
 

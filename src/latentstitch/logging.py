@@ -62,7 +62,7 @@ def write_cells_csv(path: Path, cells: list[dict[str, Any]]) -> None:
     columns = list(dict.fromkeys(k for cell in cells for k in cell))
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(cells)
     os.replace(tmp, path)
