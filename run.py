@@ -1,7 +1,7 @@
 """latentstitch entry point: compose the config with Hydra and evaluate one cell.
 
-    python run.py encoder=vit decoder=resnet translator=ortho
-    python run.py -m encoder=vit,resnet,cnn decoder=vit,resnet,cnn translator=ortho,linear
+python run.py encoder=vit decoder=resnet translator=ortho
+python run.py -m encoder=vit,resnet,cnn decoder=vit,resnet,cnn translator=ortho,linear
 """
 
 import hydra

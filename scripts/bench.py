@@ -46,8 +46,9 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
-def bench_translators(repeats: int = 5, d: int = 768, k: int = 2000, n: int = 10_000, threads_list: tuple[int, ...] = (1, 2),
-                      numpy: bool = True) -> dict:
+def bench_translators(
+    repeats: int = 5, d: int = 768, k: int = 2000, n: int = 10_000, threads_list: tuple[int, ...] = (1, 2), numpy: bool = True
+) -> dict:
     """Each translator's fit + transform on float32 latents, at 1 and at 2 threads, against
 
     - its unavoidable kernels, each timed alone on the same data (what no implementation of the same
@@ -128,7 +129,7 @@ def bench_translators(repeats: int = 5, d: int = 768, k: int = 2000, n: int = 10
     return results
 
 
-def bench_latentis(repeats: int = 5) -> None:
+def bench_latentis(repeats: int = 5, d: int = 768, k: int = 2000, n: int = 10_000) -> None:
     """Our ``ortho`` and ``linear`` against latentis's Procrustes and standard-scaled lstsq translator.
 
     Same float32 data as ``bench_translators``; both sides fit + transform; best of ``repeats``,
@@ -193,14 +194,19 @@ def bench_extraction(dataset: str) -> None:
         images, labels = data.test.images, data.test.labels
         trainer_cfg = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
 
-        def bare():
+        def bare(module=module, images=images):
             with torch.no_grad():
                 return torch.cat([module.features(chunk) for chunk in images.split(256)])
 
-        ours = best_of(lambda: extract_features(module, images, labels, 256, trainer_cfg))
+        def ours_fn(module=module, images=images, labels=labels, trainer_cfg=trainer_cfg):
+            return extract_features(module, images, labels, 256, trainer_cfg)
+
+        ours = best_of(ours_fn)
         ref = best_of(bare)
         assert torch.allclose(extract_features(module, images, labels, 256, trainer_cfg), bare(), atol=1e-5)
-        print(f"extraction: {name} on {len(labels)} {dataset} test images, time(Trainer.predict + gather) / time(bare torch loop): {ours / ref:.2f}")
+        print(
+            f"extraction: {name} on {len(labels)} {dataset} test images, time(Trainer.predict + gather) / time(bare torch loop): {ours / ref:.2f}"
+        )
 
 
 def run_cli(args: list[str], cache: Path, out: Path) -> tuple[float, str]:
@@ -224,7 +230,9 @@ def bench_cache(dataset: str) -> None:
         cold, _ = run_cli(args, Path(tmp) / "cache", Path(tmp) / "a")
         warm, log = run_cli(args, Path(tmp) / "cache", Path(tmp) / "b")
         assert "cache miss" not in log
-        print(f"cache: cell mlp -> cnn on {dataset}, time(cached rerun) / time(first run): {warm / cold:.2f}  (process start-up included)")
+        print(
+            f"cache: cell mlp -> cnn on {dataset}, time(cached rerun) / time(first run): {warm / cold:.2f}  (process start-up included)"
+        )
 
 
 def bench_grid(dataset: str) -> None:

@@ -18,7 +18,9 @@ def main() -> int:
     parser.add_argument("sweep_dir")
     parser.add_argument("--wandb", action="store_true", help="also log the grid as a W&B run (offline unless WANDB_MODE is set)")
     args = parser.parse_args()
-    logger_cfg = OmegaConf.create({"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "latentstitch"}) if args.wandb else None
+    logger_cfg = (
+        OmegaConf.create({"_target_": "lightning.pytorch.loggers.WandbLogger", "project": "latentstitch"}) if args.wandb else None
+    )
     return report_and_exit_code(args.sweep_dir, logger_cfg)
 
 

@@ -14,9 +14,15 @@ import torch
 from latentstitch.data import load_splits
 
 VARIANTS = {
-    "patch 4, width 64, 4 layers, mean pool": dict(patch_size=4, embed_dim=64, depth=4, num_heads=4, global_pool="avg", class_token=False),
-    "patch 7, width 128, 4 layers, mean pool (default)": dict(patch_size=7, embed_dim=128, depth=4, num_heads=4, global_pool="avg", class_token=False),
-    "patch 4, width 96, 3 layers, mean pool": dict(patch_size=4, embed_dim=96, depth=3, num_heads=4, global_pool="avg", class_token=False),
+    "patch 4, width 64, 4 layers, mean pool": dict(
+        patch_size=4, embed_dim=64, depth=4, num_heads=4, global_pool="avg", class_token=False
+    ),
+    "patch 7, width 128, 4 layers, mean pool (default)": dict(
+        patch_size=7, embed_dim=128, depth=4, num_heads=4, global_pool="avg", class_token=False
+    ),
+    "patch 4, width 96, 3 layers, mean pool": dict(
+        patch_size=4, embed_dim=96, depth=3, num_heads=4, global_pool="avg", class_token=False
+    ),
 }
 
 

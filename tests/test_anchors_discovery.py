@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import TINY, run_cli
 from latentstitch.anchors import AnchorPairs, BootstrapAnchors, FarthestPointAnchors, KMeansAnchors, greedy_matching
 from latentstitch.errors import ConfigError
 from latentstitch.translation import farthest_point_sampling, kmeans
+
+from conftest import TINY, run_cli
 
 torch.set_num_threads(1)
 
@@ -56,7 +57,10 @@ def test_fps_picks_the_corners_of_a_square_first():
 def test_latent_strategies_use_the_configured_space():
     x, middles = blobs()
     labels = torch.zeros(len(x), dtype=torch.long)
-    assert KMeansAnchors(num=3, seed=1, space="target").select(labels, source=x * 0 + torch.randn(len(x), 2), target=x).tolist() == middles
+    assert (
+        KMeansAnchors(num=3, seed=1, space="target").select(labels, source=x * 0 + torch.randn(len(x), 2), target=x).tolist()
+        == middles
+    )
     with pytest.raises(ConfigError, match="needs the source space's train latents"):
         KMeansAnchors(num=3).select(labels)
     with pytest.raises(ConfigError, match="anchors.space='both' is not one of"):
@@ -243,8 +247,9 @@ def test_anchor_strategies_from_the_command_line(tmp_path, cache):
 def test_bootstrap_config_error_names_the_group():
     from omegaconf import OmegaConf
 
-    from conftest import ROOT
     from latentstitch import pipeline
+
+    from conftest import ROOT
 
     node = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "anchors" / "bootstrap.yaml"), {"num": 300, "seeds": 1})
     with pytest.raises(ConfigError, match=r"^anchors: anchors.seeds=1: bootstrapping needs at least 2 known pairs$"):

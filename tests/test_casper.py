@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
 from torch import nn
 
 from latentstitch.continual import (
@@ -22,6 +21,8 @@ from latentstitch.continual import (
     squared_distances,
 )
 from latentstitch.continual.er import ERModule, SmallCNN, average_accuracy, class_incremental_split, forgetting, make_tasks
+
+from conftest import ROOT, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -245,8 +246,8 @@ def test_preset_runs_end_to_end(tmp_path):
 def test_bad_settings_are_one_line_errors(override, message):
     from omegaconf import OmegaConf
 
-    from latentstitch.experiments.casper import settings
     from latentstitch.errors import ConfigError
+    from latentstitch.experiments.casper import settings
 
     preset = OmegaConf.load(ROOT / "conf" / "experiment" / "casper.yaml")
     cfg = OmegaConf.create({"dataset": {"num_classes": 10}, "casper": {**OmegaConf.to_container(preset.casper), **override}})

@@ -40,3 +40,14 @@ print("ok")
 def test_translation_and_metrics_import_without_hydra_or_lightning():
     r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_every_method_declares_what_the_cell_reads():
+    from latentstitch.translation import METHODS, TRANSLATORS, Method, ProjectingMethod, TranslatingMethod
+
+    for name, cls in {**TRANSLATORS, **METHODS}.items():
+        method = cls()
+        assert isinstance(method, Method) and method.name == name
+        assert isinstance(method, ProjectingMethod if method.projection_method else TranslatingMethod), name
+    assert [n for n, c in METHODS.items() if not c.paired] == ["unsupervised"]
+    assert [n for n, c in {**TRANSLATORS, **METHODS}.items() if c.projection_method] == ["relative"]

@@ -4,14 +4,21 @@ import json
 
 import pytest
 
-from conftest import TINY
 from latentstitch.cache import Cache
+
+from conftest import TINY
 
 CASES = {
     "anchors_zero": (["anchors.num=0"], "anchors.num=0 must be between 1 and"),
     "anchors_too_many": (["anchors.num=100000"], "anchors.num=100000 must be between 1 and 1293"),
-    "none_between_dims": (["translator=none", "encoder.model.num_features=64"], "translator=none needs equal dims, got source 64 and target 128"),
-    "diverged_encoder": (["encoder.train.lr=inf"], "encoder mlp:s0 diverged: NaN/inf weights after training (lower encoder.train.lr=inf)"),
+    "none_between_dims": (
+        ["translator=none", "encoder.model.num_features=64"],
+        "translator=none needs equal dims, got source 64 and target 128",
+    ),
+    "diverged_encoder": (
+        ["encoder.train.lr=inf"],
+        "encoder mlp:s0 diverged: NaN/inf weights after training (lower encoder.train.lr=inf)",
+    ),
     "zero_std": (["dataset.std=[0.0]"], "dataset.std=[0.0] must be positive"),
     "missing_dataset": (["dataset=mnist", "paths.data_dir=/nonexistent"], "dataset MNIST not found"),
     "bad_scaling": (["translator.scaling=minmax"], "translator: scaling='minmax' is not one of"),
@@ -50,9 +57,17 @@ def test_nan_latents_are_refused_before_caching(tmp_path):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(80, 1, 8, 8, generator=g)
     images[64 + 3] = float("nan")  # one test image
-    data = ItemDataset("toy", {"image": images}, torch.arange(80) % 4, {"train": torch.arange(64), "test": torch.arange(64, 80)}, num_classes=4)
-    encoder = OmegaConf.create({"name": "mlp", "seed": 0, "train": {"steps": 2, "lr": 1e-3, "batch_size": 32},
-                                "model": {"_target_": "latentstitch.encoders.scratch.MLPEncoder", "img_size": 8, "num_features": 16}})
+    data = ItemDataset(
+        "toy", {"image": images}, torch.arange(80) % 4, {"train": torch.arange(64), "test": torch.arange(64, 80)}, num_classes=4
+    )
+    encoder = OmegaConf.create(
+        {
+            "name": "mlp",
+            "seed": 0,
+            "train": {"steps": 2, "lr": 1e-3, "batch_size": 32},
+            "model": {"_target_": "latentstitch.encoders.scratch.MLPEncoder", "img_size": 8, "num_features": 16},
+        }
+    )
     trainer = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
     builder = SpaceBuilder(Cache(tmp_path), data, OmegaConf.create({"name": "toy", "mean": [0.5], "std": [0.5]}), trainer)
     with pytest.raises(ConfigError, match="encoder mlp:s0 produced 16 NaN/inf latent values on the test split"):

@@ -13,9 +13,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import ROOT
 from latentstitch.cache import Cache
 from latentstitch.runtime import configure_threads, default_threads
+
+from conftest import ROOT
 
 GRID_2X2 = ["-m", "dataset=digits", "encoder=mlp,cnn", "decoder=mlp,cnn", "logger=none", "trainer.enable_progress_bar=false"]
 
@@ -96,7 +97,9 @@ def test_where_and_how_a_cell_ran_does_not_change_its_identity(tmp_path):
 
     cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path), "root_dir": "/a"}, "threads": "auto",
                             "trainer": {"enable_progress_bar": True, "max_epochs": 3}, "head": {"dropout": 0.1}})  # fmt: skip
-    elsewhere = OmegaConf.merge(cfg, {"paths": {"root_dir": "/b", "cache_dir": "/c"}, "threads": 1, "trainer": {"enable_progress_bar": False}})
+    elsewhere = OmegaConf.merge(
+        cfg, {"paths": {"root_dir": "/b", "cache_dir": "/c"}, "threads": 1, "trainer": {"enable_progress_bar": False}}
+    )
     assert config_hash(elsewhere) == config_hash(cfg)
     assert config_hash(OmegaConf.merge(cfg, {"trainer": {"max_epochs": 4}})) != config_hash(cfg)
 
@@ -124,9 +127,13 @@ def test_unwritable_directory_is_one_line_and_exit_2(tmp_path, setting):
         args.append(f"paths.cache_dir={tmp_path / 'cache'}")
     else:
         args.append(f"hydra.run.dir={tmp_path / 'run'}")
-    r = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: {setting}={target} cannot be created or written (Not a directory); pick another directory"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: {setting}={target} cannot be created or written (Not a directory); pick another directory"
+    ]
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p != blocker]
     assert written == [], written  # nothing trained, cached or reported before the check
 
@@ -137,10 +144,22 @@ def test_unwritable_cache_dir_stops_a_multirun_before_any_job(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     sweep = tmp_path / "sweep"
-    args = [sys.executable, str(ROOT / "run.py"), "-m", "dataset=digits", "logger=none", "translator=ortho,linear", f"hydra.sweep.dir={sweep}"]
-    r = subprocess.run(args, cwd=ROOT, env={**env(), "LATENTSTITCH_CACHE": str(blocker / "sub")}, capture_output=True, text=True, timeout=120)
+    args = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        "dataset=digits",
+        "logger=none",
+        "translator=ortho,linear",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    r = subprocess.run(
+        args, cwd=ROOT, env={**env(), "LATENTSTITCH_CACHE": str(blocker / "sub")}, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2, r.stderr[-2000:]
-    assert r.stderr.strip().splitlines() == [f"error: paths.cache_dir={blocker / 'sub'} cannot be created or written (Not a directory); pick another directory"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: paths.cache_dir={blocker / 'sub'} cannot be created or written (Not a directory); pick another directory"
+    ]
     assert list(sweep.iterdir()) == []  # no job ran
 
 

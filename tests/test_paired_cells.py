@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_cli
 from latentstitch import metrics
 from latentstitch.cache import Cache
+
+from conftest import run_cli
 
 # a class-stratified subset keeps the image encoder's share of the suite under a minute
 EMOJI = ["dataset=emoji", "dataset.max_train=300", "dataset.max_test=150", "dataset.max_epochs=100", "anchors.num=250", "logger=none",
@@ -19,7 +20,9 @@ EMOJI = ["dataset=emoji", "dataset.max_train=300", "dataset.max_test=150", "data
 @pytest.fixture(scope="module")
 def cross_modal(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cross_modal")
-    r = run_cli(["-m", *EMOJI, "encoder=mobilenetv2,minilm", "decoder=mobilenetv2,minilm", "head=svm,mlp,linear"], tmp, timeout=1200)
+    r = run_cli(
+        ["-m", *EMOJI, "encoder=mobilenetv2,minilm", "decoder=mobilenetv2,minilm", "head=svm,mlp,linear"], tmp, timeout=1200
+    )
     return r, tmp
 
 
@@ -58,7 +61,9 @@ def test_cross_lingual_retrieval_between_different_encoders(tmp_path):
     assert set(grid.index) == {"use:de", "use:en"} and (grid["decoder"] == "minilm:en").all()
     assert (grid["task"] == "retrieval").all() and (grid["pool"] == 300).all()  # 30 % of 1000 items are test
     for encoder in ("use:de", "use:en"):  # USE on German (or English) into MiniLM on English
-        assert grid.loc[encoder, "stitched_top1"] > 0.3 and grid.loc[encoder, "stitched_top5"] >= grid.loc[encoder, "stitched_top1"]
+        assert (
+            grid.loc[encoder, "stitched_top1"] > 0.3 and grid.loc[encoder, "stitched_top5"] >= grid.loc[encoder, "stitched_top1"]
+        )
         assert grid.loc[encoder, "stitched_mrr"] > grid.loc[encoder, "stitched_top1"] - 1e-9
         assert pd.isna(grid.loc[encoder, "untranslated_top1"])  # 512 vs 384 dims
     assert "retrieval cell: use:de -> minilm:en" in r.stdout
@@ -82,7 +87,10 @@ ERRORS = {
     "missing_checkpoint": (["encoder=timm", "encoder.checkpoint=/nonexistent/weights.pt"], "/nonexistent/weights.pt"),
     "hub_offline": (["encoder=hf_text", "encoder.model_name=bert-base-uncased"], "not available offline"),
     "missing_debian_package": (["dataset.loader.root=/nonexistent"], "needs the Debian package"),
-    "text_encoder_on_images": (["dataset=digits", "encoder=minilm"], "reads the view 'text:en', which dataset digits does not have"),
+    "text_encoder_on_images": (
+        ["dataset=digits", "encoder=minilm"],
+        "reads the view 'text:en', which dataset digits does not have",
+    ),
     "language_not_in_dataset": (["encoder=minilm", "encoder.language=ja"], "reads the view 'text:ja'"),
 }
 
@@ -91,7 +99,9 @@ ERRORS = {
 def test_errors_are_one_line_fast_and_write_nothing(tmp_path, case):
     overrides, message = ERRORS[case]
     start = time.perf_counter()
-    defaults = [d for d in ("dataset=emoji", "encoder=mobilenetv2") if not any(o.startswith(d.split("=")[0] + "=") for o in overrides)]
+    defaults = [
+        d for d in ("dataset=emoji", "encoder=mobilenetv2") if not any(o.startswith(d.split("=")[0] + "=") for o in overrides)
+    ]
     r = run_cli([*defaults, "decoder=minilm", "logger=none", *overrides], tmp_path, timeout=120)
     elapsed = time.perf_counter() - start
     assert r.returncode == 2, r.stderr[-2000:]

@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import ROOT, TINY
 from latentstitch.config import register_resolvers
+
+from conftest import ROOT, TINY
 
 PRESETS = {
     "cross_seed": {"encoder.seed", "decoder.space.seed", "translator"},

@@ -20,6 +20,7 @@ from latentstitch.translation import (
     TranslationError,
     UnsupervisedTranslator,
 )
+
 from conftest import TINY, run_cli
 
 torch.set_num_threads(1)
@@ -85,7 +86,9 @@ def test_cosine_is_invariant_to_rotation_and_rescaling():
     # centring adds translation invariance; without it a shift changes the vectors
     shift = data(1, 16, 7) * 5
     centred = RelativeProjection("cosine", center=True)
-    assert torch.allclose(centred.fit(a).transform(x), centred.fit(2 * (a @ q) + shift).transform(2 * (x @ q) + shift), atol=1e-10)
+    assert torch.allclose(
+        centred.fit(a).transform(x), centred.fit(2 * (a @ q) + shift).transform(2 * (x @ q) + shift), atol=1e-10
+    )
     assert (RelativeProjection("cosine").fit(a + shift).transform(x + shift) - rel).abs().max() > 0.05
 
 
@@ -116,7 +119,13 @@ def test_projection_errors_are_one_line():
 def test_stitching_concatenates_the_projections_of_each_side():
     xa, ya, x = data(20, 6, 10), data(20, 9, 11), data(5, 6, 12)
     method = RelativeStitching(projections=["cosine", "l1"], scaling="center").fit(xa, ya)
-    expected = torch.cat([RelativeProjection("cosine", center=True).fit(xa).transform(x), RelativeProjection("l1", center=True).fit(xa).transform(x)], 1)
+    expected = torch.cat(
+        [
+            RelativeProjection("cosine", center=True).fit(xa).transform(x),
+            RelativeProjection("l1", center=True).fit(xa).transform(x),
+        ],
+        1,
+    )
     assert torch.allclose(method.transform_source(x), expected)
     assert method.transform_target(data(3, 9, 13)).shape == (3, 40)
     layer = method.decoder_input()
@@ -127,7 +136,9 @@ def test_stitching_concatenates_the_projections_of_each_side():
 def test_decoder_input_normalises_each_subspace_then_aggregates(aggregation, width):
     torch.manual_seed(0)
     layer = RelativeDecoderInput(3, 10, norm="layernorm", aggregation=aggregation)
-    x = data(4, 30, 14, torch.float32) * torch.tensor([1.0, 100.0, 0.01]).repeat_interleave(10)  # subspaces at wildly different scales
+    x = data(4, 30, 14, torch.float32) * torch.tensor([1.0, 100.0, 0.01]).repeat_interleave(
+        10
+    )  # subspaces at wildly different scales
     out = layer(x)
     assert out.shape == (4, width) and layer.out_dim == width
     parts = [F.layer_norm(p, (10,)) for p in x.split(10, dim=1)]
@@ -144,7 +155,10 @@ def test_decoder_input_normalises_each_subspace_then_aggregates(aggregation, wid
 def test_single_projection_ignores_the_aggregation():
     assert RelativeStitching(aggregation="mlp_sum").aggregation == "concat"
     assert RelativeStitching.label({"projections": ["cosine"], "aggregation": "mlp_sum"}) == "relative"
-    assert RelativeStitching.label({"projections": ["cosine", "l1"], "aggregation": "sum", "decoder_norm": "l2"}) == "relative-proj=cosine+l1-agg=sum-norm=l2"
+    assert (
+        RelativeStitching.label({"projections": ["cosine", "l1"], "aggregation": "sum", "decoder_norm": "l2"})
+        == "relative-proj=cosine+l1-agg=sum-norm=l2"
+    )
 
 
 @pytest.mark.parametrize(
@@ -227,7 +241,9 @@ def test_unsupervised_recovers_a_hidden_correspondence():
     q = rotation(8, 31)
     y = 2.0 * x @ q - 1.0
     perm = torch.randperm(1200, generator=torch.Generator().manual_seed(32))
-    t = UnsupervisedTranslator(clusters=12, repeats=3, qap_inits=10, neighbours=5, refine_iters=30, refine_batch=400).fit(x[perm[:600]], y[perm[600:]])
+    t = UnsupervisedTranslator(clusters=12, repeats=3, qap_inits=10, neighbours=5, refine_iters=30, refine_batch=400).fit(
+        x[perm[:600]], y[perm[600:]]
+    )
     out = t.transform(x[1200:])
     assert (t.weight - q).abs().max() < 0.05  # the hidden rotation, to 0.03
     assert metrics.mean_cosine(out - y.mean(0), y[1200:] - y.mean(0)) > 0.99
@@ -245,7 +261,10 @@ def test_unsupervised_errors():
 
 def test_methods_registry_and_labels():
     assert set(METHODS) == {"relative", "inverse_relative", "unsupervised"}
-    assert InverseRelativeTranslator.label({"prune_threshold": 0.7, "subsets": 8, "ridge": 0.3}) == "inverse_relative-prune=0.7-subsets=8"
+    assert (
+        InverseRelativeTranslator.label({"prune_threshold": 0.7, "subsets": 8, "ridge": 0.3})
+        == "inverse_relative-prune=0.7-subsets=8"
+    )
     assert UnsupervisedTranslator.label({"clusters": 10, "neighbours": 5}) == "unsupervised-neighbours=5"
 
 
@@ -260,7 +279,11 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def family_sweep(tmp_path_factory, cache):
     """translator=relative / inverse_relative / unsupervised from the command line, in one grid."""
-    return run_cli(["-m", *TINY, "threads=1", "translator=relative,inverse_relative,unsupervised"], tmp_path_factory.mktemp("family"), cache=cache)
+    return run_cli(
+        ["-m", *TINY, "threads=1", "translator=relative,inverse_relative,unsupervised"],
+        tmp_path_factory.mktemp("family"),
+        cache=cache,
+    )
 
 
 def test_relative_and_family_in_one_sweep(family_sweep):
@@ -275,7 +298,9 @@ def test_relative_and_family_in_one_sweep(family_sweep):
     assert rel["projected_dim"] == 300 and rel["scaling"] == "center"
     assert grid.loc["inverse_relative", "stitched_acc"] > 0.85
     assert grid.loc["unsupervised", "num_anchors"] == 0 and grid.loc["unsupervised", "anchors"] == "none"
-    assert grid.loc["unsupervised", "stitched_acc"] > 0.8  # digits mlp -> cnn: 0.958 measured (ortho with 300 pairs: 0.958); chance 0.1
+    assert (
+        grid.loc["unsupervised", "stitched_acc"] > 0.8
+    )  # digits mlp -> cnn: 0.958 measured (ortho with 300 pairs: 0.958); chance 0.1
     summary = pd.read_csv(r.run_dir / "summary.csv")
     assert set(summary["translator"]) == set(grid.index)
 
@@ -294,19 +319,27 @@ def test_projected_decoder_is_cached_per_projection(family_sweep, tmp_path, cach
 
 
 def test_projection_settings_and_anchor_set_key_the_decoder():
-    from latentstitch.encoders import Space
     from latentstitch.cell import fit
+    from latentstitch.encoders import Space
 
     x, y = data(60, 5, 40).float(), data(60, 7, 41).float()
     src, tgt = Space("a", x, torch.zeros(60), x[:5], torch.zeros(5)), Space("b", y, torch.zeros(60), y[:5], torch.zeros(5))
     keys = [
         fit(RelativeStitching(**kw), src, tgt, idx).decoder.projection
-        for kw, idx in [({}, torch.arange(20)), ({"decoder_norm": "l2"}, torch.arange(20)), ({}, torch.arange(1, 21)),
-                        ({"projections": ["cosine", "l1"], "aggregation": "sum"}, torch.arange(20))]  # fmt: skip
+        for kw, idx in [
+            ({}, torch.arange(20)),
+            ({"decoder_norm": "l2"}, torch.arange(20)),
+            ({}, torch.arange(1, 21)),
+            ({"projections": ["cosine", "l1"], "aggregation": "sum"}, torch.arange(20)),
+        ]  # fmt: skip
     ]
     assert len({json.dumps(k, sort_keys=True) for k in keys}) == 4
     fitted = fit(RelativeStitching(), src, tgt, torch.arange(20))
-    assert fitted.target.train.shape == (60, 20) and fitted.info == {"num_anchors": 20} and fitted.decoder.projection["num_anchors"] == 20
+    assert (
+        fitted.target.train.shape == (60, 20)
+        and fitted.info == {"num_anchors": 20}
+        and fitted.decoder.projection["num_anchors"] == 20
+    )
 
 
 class ItemsWithLabels:
@@ -328,7 +361,12 @@ def translator_node(name, **overrides):
     [
         ("relative", {"top_k": 500}, "mlp", "translator.top_k=500 is larger than anchors.num=300"),
         ("relative", {"aggregation": "attention"}, "mlp", "translator: translator.aggregation='attention' is not one of"),
-        ("relative", {"projections": ["cosine", "geodesic"]}, "mlp", "translator: translator.projections entry='geodesic' is not one of"),
+        (
+            "relative",
+            {"projections": ["cosine", "geodesic"]},
+            "mlp",
+            "translator: translator.projections entry='geodesic' is not one of",
+        ),
         ("relative", {"projections": ["cosine", "l1"], "aggregation": "mlp_sum"}, "svm", "head=svm cannot train"),
         ("relative", {"decoder_norm": "batchnorm"}, "svm", "head=svm cannot train"),
         ("unsupervised", {"neighbours": 700}, "mlp", "needs at least 700 samples per space"),
@@ -375,10 +413,19 @@ def test_task_parts_share_the_common_samples_and_split_the_rest(split):
 def test_aggregation_preset_from_the_command_line(tmp_path, cache):
     import pandas as pd
 
-    r = run_cli([*TINY, "threads=1", "+experiment=aggregation", "encoder=mlp", "aggregation.scaling=center"], tmp_path, cache=cache)
+    r = run_cli(
+        [*TINY, "threads=1", "+experiment=aggregation", "encoder=mlp", "aggregation.scaling=center"], tmp_path, cache=cache
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     table = pd.read_csv(r.run_dir / "results.csv").set_index("representation")
-    assert list(table.index) == ["end_to_end_absolute", "end_to_end_relative", "task0_absolute", "task1_absolute", "concat_absolute", "aggregated_relative"]
+    assert list(table.index) == [
+        "end_to_end_absolute",
+        "end_to_end_relative",
+        "task0_absolute",
+        "task1_absolute",
+        "concat_absolute",
+        "aggregated_relative",
+    ]
     assert table.loc["end_to_end_absolute", "accuracy"] > 0.9
     assert table.loc["aggregated_relative", "accuracy"] > 0.8  # digits, mlp, disjoint classes: 0.92 measured
     assert 0.8 < table.loc["aggregated_relative", "cka_vs_end_to_end"] < 1.0
@@ -426,8 +473,8 @@ def test_asif_classifies_through_paired_anchors_only():
 def test_asif_settings_errors():
     from omegaconf import OmegaConf
 
-    from latentstitch.experiments.asif import settings
     from latentstitch.errors import ConfigError
+    from latentstitch.experiments.asif import settings
 
     with pytest.raises(ConfigError, match=r"every asif.k=\[500\] is larger than the most anchors asked for \(100\)"):
         settings(OmegaConf.create({"asif": {"anchors": [30, 100], "k": [500]}}))

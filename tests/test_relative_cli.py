@@ -10,8 +10,9 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import TINY, run_cli
 from latentstitch.cache import Cache
+
+from conftest import TINY, run_cli
 
 # every case fails in the config checks, before any encoder is trained or space encoded: one
 # run.py start each (~7-14 s on 2 shared cores). To stay near 90 s in all, each code path is taken
@@ -20,18 +21,42 @@ from latentstitch.cache import Cache
 # and the asif / aggregation presets'. The remaining messages are checked in-process in
 # test_relative.py and test_anchors_discovery.py.
 ERRORS = {
-    "relative_top_k_above_anchors": (["translator=relative", "translator.top_k=500"], "translator.top_k=500 is larger than anchors.num=300"),
-    "unknown_projection": (["translator=relative", "translator.projections=[cosine,foo]"], "translator.projections entry='foo' is not one of"),
-    "inverse_relative_subsets_without_pruning": (["translator=inverse_relative", "translator.subsets=4"], "set translator.prune_threshold"),
-    "bootstrap_seeds_above_num": (["anchors=bootstrap", "anchors.seeds=400"], "anchors.seeds=400 must be fewer than anchors.num=300"),
-    "similarity_bootstrap_one_seed": (["+analysis=similarity", "anchors=bootstrap", "anchors.seeds=1"],
-                                      "anchors: anchors.seeds=1: bootstrapping needs at least 2 known pairs"),  # fmt: skip
-    "similarity_unknown_aggregation": (["+analysis=similarity", "translator=relative", "translator.projections=[cosine,l1]",
-                                        "translator.aggregation=attention"], "translator.aggregation='attention' is not one of"),  # fmt: skip
-    "similarity_unsupervised_more_clusters_than_samples": (["+analysis=similarity", "translator=unsupervised", "translator.clusters=5000"],
-                                                           "needs at least 5000 samples per space (translator.clusters=5000"),  # fmt: skip
-    "asif_k_above_anchors": (["+experiment=asif", "asif.anchors=[30]", "asif.k=[50]"], "every asif.k=[50] is larger than the most anchors asked for (30)"),
-    "aggregation_unknown_split": (["+experiment=aggregation", "aggregation.split=tasks"], "aggregation.split='tasks' is not one of ['classes', 'samples']"),
+    "relative_top_k_above_anchors": (
+        ["translator=relative", "translator.top_k=500"],
+        "translator.top_k=500 is larger than anchors.num=300",
+    ),
+    "unknown_projection": (
+        ["translator=relative", "translator.projections=[cosine,foo]"],
+        "translator.projections entry='foo' is not one of",
+    ),
+    "inverse_relative_subsets_without_pruning": (
+        ["translator=inverse_relative", "translator.subsets=4"],
+        "set translator.prune_threshold",
+    ),
+    "bootstrap_seeds_above_num": (
+        ["anchors=bootstrap", "anchors.seeds=400"],
+        "anchors.seeds=400 must be fewer than anchors.num=300",
+    ),
+    "similarity_bootstrap_one_seed": (
+        ["+analysis=similarity", "anchors=bootstrap", "anchors.seeds=1"],
+        "anchors: anchors.seeds=1: bootstrapping needs at least 2 known pairs",
+    ),  # fmt: skip
+    "similarity_unknown_aggregation": (
+        ["+analysis=similarity", "translator=relative", "translator.projections=[cosine,l1]", "translator.aggregation=attention"],
+        "translator.aggregation='attention' is not one of",
+    ),  # fmt: skip
+    "similarity_unsupervised_more_clusters_than_samples": (
+        ["+analysis=similarity", "translator=unsupervised", "translator.clusters=5000"],
+        "needs at least 5000 samples per space (translator.clusters=5000",
+    ),  # fmt: skip
+    "asif_k_above_anchors": (
+        ["+experiment=asif", "asif.anchors=[30]", "asif.k=[50]"],
+        "every asif.k=[50] is larger than the most anchors asked for (30)",
+    ),
+    "aggregation_unknown_split": (
+        ["+experiment=aggregation", "aggregation.split=tasks"],
+        "aggregation.split='tasks' is not one of ['classes', 'samples']",
+    ),
 }
 
 
@@ -56,7 +81,9 @@ def test_unsupervised_subsample_smaller_than_clusters_is_refused_at_construction
     """max_samples below clusters / neighbours would only fail inside k-means, after training."""
     from latentstitch.translation import TranslationError, UnsupervisedTranslator
 
-    with pytest.raises(TranslationError, match=r"translator.max_samples=5 must be at least translator.clusters=10 and translator.neighbours=50"):
+    with pytest.raises(
+        TranslationError, match=r"translator.max_samples=5 must be at least translator.clusters=10 and translator.neighbours=50"
+    ):
         UnsupervisedTranslator(max_samples=5)
 
 

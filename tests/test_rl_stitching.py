@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, run_cli
 from omegaconf import OmegaConf
 
 from latentstitch.errors import ConfigError
+from latentstitch.experiments.rl import settings
 from latentstitch.rl.agent import RelativeAnchors
 from latentstitch.rl.envs import AGENT_RGB, LAVA_RGB, Variation, collect_states, make_env, recolour
 from latentstitch.rl.ppo import gae
-from latentstitch.experiments.rl import settings
+
+from conftest import ROOT, run_cli
 
 ENV = "MiniGrid-LavaGapS6-v0"
 BLUE = Variation("blue", floor=(0, 0, 255))
@@ -79,7 +80,9 @@ def test_relative_anchors_are_centred_cosines_to_an_ema_of_the_anchor_embeddings
     assert torch.allclose(rel.embeddings, expected, atol=1e-6)
     z = torch.randn(3, 4)
     mean = expected.mean(0)
-    direct = torch.tensor([[float(torch.dot(a - mean, b - mean) / ((a - mean).norm() * (b - mean).norm())) for b in expected] for a in z])
+    direct = torch.tensor(
+        [[float(torch.dot(a - mean, b - mean) / ((a - mean).norm() * (b - mean).norm())) for b in expected] for a in z]
+    )
     assert torch.allclose(rel(z), direct, atol=1e-5)
 
 
@@ -144,7 +147,9 @@ def test_rl_run_writes_grids_curves_and_metrics(small_run):
         assert list(grid.index) == ["black", "white"] and list(grid.columns) == ["black", "white"]
         assert ((grid.values >= 0) & (grid.values <= 1)).all()
     training = pd.read_csv(out / "training.csv")
-    assert set(zip(training["kind"], training["variation"])) == {(k, v) for k in ("absolute", "relative") for v in ("black", "white")}
+    assert set(zip(training["kind"], training["variation"])) == {
+        (k, v) for k in ("absolute", "relative") for v in ("black", "white")
+    }
     assert training.groupby("kind")["steps"].max().to_dict() == {"absolute": 32768, "relative": 4096}
     assert (out / "rl_grid.png").stat().st_size > 5000 and (out / "learning_curves.png").stat().st_size > 5000
     assert "rl stitching: mean return" in small_run.stdout
@@ -222,5 +227,7 @@ def test_a_terminated_run_takes_its_training_workers_with_it(tmp_path):
     gone = time.time() + 30
     while time.time() < gone and any(os.path.exists(f"/proc/{w}") for w in workers):
         time.sleep(0.5)
-    alive = [w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+    alive = [
+        w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    ]
     assert not alive, f"orphaned workers still running: {alive}"

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from conftest import TINY, run_cli
 from latentstitch.cache import Cache
+
+from conftest import TINY, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY, run_cli
 from latentstitch import metrics
+
+from conftest import TINY, run_cli
 
 torch.set_num_threads(1)
 
@@ -68,7 +69,10 @@ def test_knn_jaccard_equals_the_direct_sets():
     queries = keys + 0.4 * data(30, 4, 9)
     total = 0.0
     for i in range(30):
-        s = {j for _, j in sorted(((float(F.cosine_similarity(queries[i], keys[j], dim=0)), j) for j in range(30)), reverse=True)[:3]}
+        s = {
+            j
+            for _, j in sorted(((float(F.cosine_similarity(queries[i], keys[j], dim=0)), j) for j in range(30)), reverse=True)[:3]
+        }
         t = direct_neighbours(keys, i, 3, candidates=list(range(30)))  # self included
         total += len(s & t) / len(s | t)
     assert metrics.knn_jaccard(queries, keys, k=3) == pytest.approx(total / 30, abs=1e-12)
@@ -90,9 +94,19 @@ def cache(tmp_path_factory):
 def test_similarity_analysis_from_the_command_line(tmp_path, cache):
     import pandas as pd
 
-    r = run_cli([*TINY, "threads=1", "+analysis=similarity", "analysis.encoders=[mlp,cnn]", "analysis.samples=200"], tmp_path, cache=cache)
+    r = run_cli(
+        [*TINY, "threads=1", "+analysis=similarity", "analysis.encoders=[mlp,cnn]", "analysis.samples=200"], tmp_path, cache=cache
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    for name in ("similarity.csv", "similarity.png", "norms.csv", "norms.png", "matrix_linear_cka.csv", "matrix_top1.csv", "metrics.json"):
+    for name in (
+        "similarity.csv",
+        "similarity.png",
+        "norms.csv",
+        "norms.png",
+        "matrix_linear_cka.csv",
+        "matrix_top1.csv",
+        "metrics.json",
+    ):
         assert (r.run_dir / name).is_file(), name
     table = pd.read_csv(r.run_dir / "similarity.csv").set_index(["source", "target"])
     assert len(table) == 4
@@ -109,14 +123,17 @@ def test_similarity_analysis_from_the_command_line(tmp_path, cache):
 
 def test_compare_in_a_projection_methods_shared_space():
     """translator=relative in the analysis: retrieval between the two relative spaces."""
-    from latentstitch.experiments.similarity import compare
     from latentstitch.encoders import Space
+    from latentstitch.experiments.similarity import compare
     from latentstitch.translation import OrthoTranslator, RelativeStitching
 
     x = data(300, 6, 10).float()
     q, _ = torch.linalg.qr(data(6, 6, 11))
     y = 3 * x @ q.float()  # (cosine k-NN is not translation invariant: no shift here)
-    src, tgt = Space("a", x[:200], torch.zeros(200), x[200:], torch.zeros(100)), Space("b", y[:200], torch.zeros(200), y[200:], torch.zeros(100))
+    src, tgt = (
+        Space("a", x[:200], torch.zeros(200), x[200:], torch.zeros(100)),
+        Space("b", y[:200], torch.zeros(200), y[200:], torch.zeros(100)),
+    )
     rows = torch.arange(100)
     rel = compare(src, tgt, RelativeStitching(), torch.arange(50), rows, k=5, jaccard_k=5)
     assert rel["top1"] == 1.0 and rel["latent_cosine"] == pytest.approx(1.0, abs=1e-5) and rel["jaccard"] == 1.0
@@ -130,9 +147,10 @@ def test_analysis_settings_errors():
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    from conftest import ROOT
-    from latentstitch.experiments.similarity import encoder_config, settings
     from latentstitch.errors import ConfigError
+    from latentstitch.experiments.similarity import encoder_config, settings
+
+    from conftest import ROOT
 
     with pytest.raises(ConfigError, match="must name at least 2 encoders"):
         settings(OmegaConf.create({"analysis": {"encoders": ["mlp"]}}))

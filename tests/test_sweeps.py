@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, TINY
 from latentstitch.cache import Cache
+
+from conftest import ROOT, TINY
 
 
 def job_logs(sweep_dir) -> str:

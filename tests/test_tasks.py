@@ -13,8 +13,9 @@ import os
 import pandas as pd
 import torch
 
-from conftest import ROOT, TINY, run_cli
 from latentstitch.tasks import Task
+
+from conftest import ROOT, TINY, run_cli
 
 
 class LabelRegression(Task):

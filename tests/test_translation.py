@@ -147,7 +147,6 @@ def test_rank_deficient_float32_latents_do_not_blow_up_least_squares():
     assert torch.nn.functional.cosine_similarity(out, x_test @ q, dim=1).mean() > 0.95
 
 
-
 # -- fast paths, fallbacks and the single affine map (issue 7) -----------------------------------
 # Stated tolerances: float64 latents agree with the float64 NumPy reference to 1e-8 (absolute, on
 # outputs of order 1-10); float32 latents agree with the float64 NumPy reference run on the same

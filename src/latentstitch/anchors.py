@@ -55,7 +55,9 @@ class AnchorStrategy:
         if not 1 <= self.num <= pool_size:
             raise ConfigError(f"anchors.num={self.num} must be between 1 and {pool_size} (the size of the train split)")
 
-    def select(self, labels: torch.Tensor, source: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor | AnchorPairs:
+    def select(
+        self, labels: torch.Tensor, source: torch.Tensor | None = None, target: torch.Tensor | None = None
+    ) -> torch.Tensor | AnchorPairs:
         """Indices (sorted, unique) of ``num`` anchors among ``len(labels)`` training samples.
 
         ``source`` / ``target``: the two spaces' train latents, for strategies that read them.
@@ -157,7 +159,9 @@ class FarthestPointAnchors(_LatentAnchors):
         start = int(torch.randint(len(x), (1,), generator=gen))
         picked = farthest_point_sampling(x, num=self.num, start=start)
         if len(picked) < self.num:
-            raise ConfigError(f"anchors=fps found only {len(picked)} distinct points in the {self.space} space, fewer than anchors.num={self.num}")
+            raise ConfigError(
+                f"anchors=fps found only {len(picked)} distinct points in the {self.space} space, fewer than anchors.num={self.num}"
+            )
         return picked
 
 
@@ -176,7 +180,9 @@ class BootstrapAnchors(AnchorStrategy):
 
     needs = ("source", "target")
 
-    def __init__(self, num: int = 2000, seed: int = 0, seeds: int = 15, rounds: int = 8, pool: int = 5000, csls_k: int = 10) -> None:
+    def __init__(
+        self, num: int = 2000, seed: int = 0, seeds: int = 15, rounds: int = 8, pool: int = 5000, csls_k: int = 10
+    ) -> None:
         super().__init__(num, seed)
         self.seeds, self.rounds, self.pool, self.csls_k = int(seeds), int(rounds), int(pool), int(csls_k)
         if self.seeds < 2:
@@ -204,7 +210,9 @@ class BootstrapAnchors(AnchorStrategy):
         pool = order[self.seeds : self.seeds + self.pool]
         src_pool = pool[torch.randperm(len(pool), generator=gen)]  # independent orders: the algorithm sees two unordered sets
         tgt_pool = pool[torch.randperm(len(pool), generator=gen)]
-        found_src, found_tgt = discover_pairs(source, target, seeds, src_pool, tgt_pool, self.num - self.seeds, self.rounds, self.csls_k)
+        found_src, found_tgt = discover_pairs(
+            source, target, seeds, src_pool, tgt_pool, self.num - self.seeds, self.rounds, self.csls_k
+        )
         return AnchorPairs(torch.cat([seeds, found_src]), torch.cat([seeds, found_tgt]), seeds=self.seeds)
 
 

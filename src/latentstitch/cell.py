@@ -18,9 +18,10 @@ and hands the task a decoder spec and latents to score:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -86,7 +87,9 @@ def task_of(cfg: DictConfig) -> Task:
     """The cell's task (``task=classification|retrieval|reconstruction`` or any ``_target_``)."""
     node = cfg.get("task")
     if not isinstance(node, DictConfig) or "_target_" not in node:
-        raise ConfigError(f"task={node!r}: pick a task config (task=classification|retrieval|reconstruction) or set task._target_")
+        raise ConfigError(
+            f"task={node!r}: pick a task config (task=classification|retrieval|reconstruction) or set task._target_"
+        )
     settings = OmegaConf.masked_copy(node, [k for k in node if k != "name"])
     task = instantiate_setting(settings, "task")
     if not isinstance(task, Task):
@@ -141,7 +144,11 @@ def fit_method(method: Any, source: Space, target: Space, anchors: Anchors, seed
     method.fit(source.train[src], target.train[tgt])
     info: dict[str, Any] = {"num_anchors": int(len(src))}
     if isinstance(anchors, AnchorPairs):
-        info.update(anchor_precision=anchors.precision, anchor_seeds=anchors.seeds, anchor_label_agreement=_label_agreement(source, anchors))
+        info.update(
+            anchor_precision=anchors.precision,
+            anchor_seeds=anchors.seeds,
+            anchor_label_agreement=_label_agreement(source, anchors),
+        )
     return info
 
 
@@ -192,7 +199,14 @@ class Fitted:
         return self.decoder.space
 
 
-def fit(method: Any, source: Space, target: Space, anchors: Anchors, space_cfg: DictConfig | None = None, head_cfg: DictConfig | None = None) -> Fitted:
+def fit(
+    method: Any,
+    source: Space,
+    target: Space,
+    anchors: Anchors,
+    space_cfg: DictConfig | None = None,
+    head_cfg: DictConfig | None = None,
+) -> Fitted:
     """Fit ``method`` and map both sides: a translator maps the source into the target space, a
     projection method both into its projection (the decoder then trains on the target's, keyed by
     the method's settings and the anchor samples)."""
@@ -247,7 +261,9 @@ class Cell:
         """Scores of the cell (a flat dict) and its pictures (written into ``output_dir``, if given)."""
         source, target = builder.space(self.source), builder.space(self.target)
         # methods fitted on unpaired samples get no anchors; kmeans / fps / bootstrap read the latents
-        anchors = self.anchors.select(source.train_labels, source=source.train, target=target.train) if self.method.paired else None
+        anchors = (
+            self.anchors.select(source.train_labels, source=source.train, target=target.train) if self.method.paired else None
+        )
         scored = score_spaces(source, target, self.method, anchors, self.task, lambda spec: self.task.decoder(spec, builder),
                               self.target, self.head)  # fmt: skip
         images = self.task.images(scored.decoder, scored.parts, builder, output_dir) if output_dir is not None else {}

@@ -7,8 +7,9 @@ path; the SVM is fitted with scikit-learn and exported as the equivalent linear 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -35,7 +36,12 @@ def build_head(head_cfg: DictConfig | dict, dim: int, num_classes: int) -> nn.Mo
     if name == "mlp":
         hidden = int(head_cfg.get("hidden", 256))
         layers: list[nn.Module] = [nn.LayerNorm(dim)] if head_cfg.get("input_norm", False) else []
-        layers += [nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(float(head_cfg.get("dropout", 0.0))), nn.Linear(hidden, num_classes)]
+        layers += [
+            nn.Linear(dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(float(head_cfg.get("dropout", 0.0))),
+            nn.Linear(hidden, num_classes),
+        ]
         return nn.Sequential(*layers)
     if name in ("linear", "svm"):
         return nn.Sequential(nn.Linear(dim, num_classes))
@@ -112,7 +118,9 @@ def train_head(
         _fit_svm(head, latents, train[1], head_cfg)
         return with_input_layer(input_layer, head)
     model = with_input_layer(input_layer, head)
-    module = ClassifierModule(nn.Identity(), model, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name)
+    module = ClassifierModule(
+        nn.Identity(), model, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name
+    )
     fit_module(module, train, None, int(head_cfg["steps"]), int(head_cfg["batch_size"]), trainer_cfg, logger, max_epochs)
     return model
 

@@ -96,7 +96,9 @@ def _identity_from_job(job: Path) -> dict[str, Any]:
 
 def _settings(cells: pd.DataFrame) -> list[str]:
     """The settings that vary for some translator (the translator itself always names a grid)."""
-    return [k for k in SETTING_KEYS if k in cells and cells.groupby("translator", dropna=False)[k].nunique(dropna=False).max() > 1]
+    return [
+        k for k in SETTING_KEYS if k in cells and cells.groupby("translator", dropna=False)[k].nunique(dropna=False).max() > 1
+    ]
 
 
 def _is_anchor_curve(cells: pd.DataFrame) -> bool:
@@ -137,7 +139,11 @@ def pivot(cells: pd.DataFrame, value: str, kind: str = "acc") -> tuple[pd.DataFr
     for label in set(rows) & set(cols):
         if label in native and pd.notna(native[label]):  # retrieval has no native score
             table.loc[label, label] = native[label]
-    failed = cells[cells["status"] != "ok"].assign(flag=1).pivot_table(index="encoder", columns="decoder", values="flag", aggfunc="max")
+    failed = (
+        cells[cells["status"] != "ok"]
+        .assign(flag=1)
+        .pivot_table(index="encoder", columns="decoder", values="flag", aggfunc="max")
+    )
     failed = failed.reindex(index=rows, columns=cols).fillna(0).astype(bool)
     return table, failed
 
@@ -215,7 +221,9 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     numeric = [c for c in (*scores, *extra) if c in off and off[c].notna().any()]
     summary = off.groupby(keys, dropna=False)[numeric].mean(numeric_only=True)
     summary["cells"] = off.groupby(keys, dropna=False).size()
-    summary["failed"] = cells[cells["status"] != "ok"].groupby(keys, dropna=False).size().reindex(summary.index).fillna(0).astype(int)
+    summary["failed"] = (
+        cells[cells["status"] != "ok"].groupby(keys, dropna=False).size().reindex(summary.index).fillna(0).astype(int)
+    )
     return summary.reset_index()
 
 
@@ -255,7 +263,9 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
             continue
         suffix = "" if len(datasets) == 1 else f"_{dataset}"
         table, failed = pivot(part.drop_duplicates(["encoder", "decoder"]), f"untranslated_{kind}", kind)
-        title = f"untranslated {KIND_LABELS.get(kind, kind)}{'' if dataset is None else f' ({dataset})'}" + ("; diagonal: native" if kind != "top1" else "")
+        title = f"untranslated {KIND_LABELS.get(kind, kind)}{'' if dataset is None else f' ({dataset})'}" + (
+            "; diagonal: native" if kind != "top1" else ""
+        )
         plots[f"grid_untranslated{suffix}"] = plot_grid(table, failed, title, sweep_dir / f"grid_untranslated{suffix}.png", kind)
     if curve:
         plots["anchors_curve"] = plot_anchor_curve(cells, sweep_dir / "anchors_curve.png", score_kind(cells))
@@ -299,7 +309,9 @@ def log_report_to_wandb(report: dict[str, Any], logger_cfg: DictConfig, group: s
     from latentstitch.logging import wandb_offline_by_default
 
     wandb_offline_by_default()
-    run = wandb.init(project=logger_cfg.get("project", "latentstitch"), group=group, name=f"{group}-grid", job_type="grid", dir=str(sweep_dir))
+    run = wandb.init(
+        project=logger_cfg.get("project", "latentstitch"), group=group, name=f"{group}-grid", job_type="grid", dir=str(sweep_dir)
+    )
     cells = report["cells"].astype(object).where(report["cells"].notna(), None)
     run.log({"grid": wandb.Table(dataframe=cells.astype(str)), "summary": wandb.Table(dataframe=report["summary"].astype(str))})
     run.log({name: wandb.Image(str(path)) for name, path in report["plots"].items()})
@@ -323,7 +335,9 @@ def report_and_exit_code(sweep_dir: str | Path, logger_cfg: DictConfig | None = 
     if cells.empty:
         return 0
     plots = ", ".join(p.name for p in report["plots"].values()) or "none"
-    print(f"grid: {len(cells)} cells ({len(cells) - len(failed)} ok, {len(failed)} failed) -> {Path(sweep_dir) / 'grid.csv'}; plots: {plots}")
+    print(
+        f"grid: {len(cells)} cells ({len(cells) - len(failed)} ok, {len(failed)} failed) -> {Path(sweep_dir) / 'grid.csv'}; plots: {plots}"
+    )
     if len(report["summary"]):
         print(report["summary"].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if "resumed" in cells:
@@ -335,7 +349,10 @@ def report_and_exit_code(sweep_dir: str | Path, logger_cfg: DictConfig | None = 
             print(f"error: the grid was written but not logged to W&B: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
     for _, row in failed.iterrows():
-        print(f"error: cell {row.get('encoder')} -> {row.get('decoder')} ({row.get('translator')}) failed: {row.get('error')}", file=sys.stderr)
+        print(
+            f"error: cell {row.get('encoder')} -> {row.get('decoder')} ({row.get('translator')}) failed: {row.get('error')}",
+            file=sys.stderr,
+        )
     return 1 if len(failed) else 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -117,5 +117,7 @@ def format_cell(cell: dict[str, Any]) -> str:
         if any(cell.get(f"{name}_{k}") is not None for k in scores) or name != "native":
             lines.append(f"  {name:<13}" + "".join(f"{_fmt(cell.get(f'{name}_{k}')):>10}" for k in scores))
     ratio = f"stitched/native {_fmt(cell['stitched_over_native'])}   " if "stitched_over_native" in cell else ""
-    lines.append(f"  {ratio}latent MSE {_fmt(cell['latent_mse'])}   latent cosine {_fmt(cell['latent_cosine'])}   CKA {_fmt(cell['cka'])}")
+    lines.append(
+        f"  {ratio}latent MSE {_fmt(cell['latent_mse'])}   latent cosine {_fmt(cell['latent_cosine'])}   CKA {_fmt(cell['cka'])}"
+    )
     return "\n".join(lines)

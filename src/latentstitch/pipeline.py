@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -96,7 +97,9 @@ def _record_failure(cfg: DictConfig, error: BaseException) -> None:
         name, identity = "cells", {}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", {"experiment": name, **identity, "status": "failed", "error": f"{type(error).__name__}: {error}"})
+    write_json(
+        out / "metrics.json", {"experiment": name, **identity, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+    )
 
 
 def main(cfg: DictConfig) -> dict[str, Any] | None:

@@ -147,7 +147,9 @@ def ensure_writable(directory: str | Path, setting: str) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"{setting}={directory} cannot be created or written ({e.strerror or e}); pick another directory") from None
+        raise ConfigError(
+            f"{setting}={directory} cannot be created or written ({e.strerror or e}); pick another directory"
+        ) from None
     return path
 
 

@@ -184,7 +184,9 @@ class Reconstruction(Task):
         assert self._images is not None, "decoder() first"
         return {"mse": metrics.latent_mse(self.decode(decoder, latents), self._images)}
 
-    def images(self, decoder: nn.Module, parts: dict[str, torch.Tensor], builder: SpaceBuilder, output_dir: Path) -> dict[str, Path]:
+    def images(
+        self, decoder: nn.Module, parts: dict[str, torch.Tensor], builder: SpaceBuilder, output_dir: Path
+    ) -> dict[str, Path]:
         from latentstitch.logging import save_image_strip
 
         assert self._images is not None, "decoder() first"

@@ -86,7 +86,9 @@ def view_of(encoder_cfg: DictConfig) -> str:
 class SpaceBuilder:
     """Gets spaces out of the cache, training scratch encoders and encoding what is missing."""
 
-    def __init__(self, cache: Cache, items: ItemDataset, dataset_cfg: DictConfig, trainer_cfg: dict[str, Any], logger: Any = False):
+    def __init__(
+        self, cache: Cache, items: ItemDataset, dataset_cfg: DictConfig, trainer_cfg: dict[str, Any], logger: Any = False
+    ):
         self.cache, self.items, self.dataset_cfg = cache, items, dataset_cfg
         self.trainer_cfg, self.logger = trainer_cfg, logger
         self._frozen: dict[str, Any] = {}
@@ -133,7 +135,10 @@ class SpaceBuilder:
             return FrozenModule(self.frozen(encoder_cfg))
         module = build_encoder(encoder_cfg, self.input_shape, self.data.num_classes)
         state = self.cache.get_or_build(
-            "encoder", encoder_spec(self.dataset_cfg, encoder_cfg), lambda: self._train(module, encoder_cfg), encoder_label(encoder_cfg)
+            "encoder",
+            encoder_spec(self.dataset_cfg, encoder_cfg),
+            lambda: self._train(module, encoder_cfg),
+            encoder_label(encoder_cfg),
         )
         module.load_state_dict(state)
         return module.eval()
@@ -182,14 +187,27 @@ class SpaceBuilder:
             if not trained:
                 trained.append(self.encoder(encoder_cfg))
             labels = self.items.labels_of(split)
-            batch_size = int(encoder_cfg.get("batch_size") or encoder_cfg.get("extract_batch_size") or encoder_cfg.train.batch_size)
+            batch_size = int(
+                encoder_cfg.get("batch_size") or encoder_cfg.get("extract_batch_size") or encoder_cfg.train.batch_size
+            )
             start = time.perf_counter()
             latents = extract_features(trained[0], self._inputs(encoder_cfg, split), labels, batch_size, self.trainer_cfg)
             elapsed = time.perf_counter() - start
-            log.info("encoded %s %s split (%d samples) in %.1f s, %.0f samples/s", label, split, len(latents), elapsed, len(latents) / max(elapsed, 1e-9))
+            log.info(
+                "encoded %s %s split (%d samples) in %.1f s, %.0f samples/s",
+                label,
+                split,
+                len(latents),
+                elapsed,
+                len(latents) / max(elapsed, 1e-9),
+            )
             bad = int((~torch.isfinite(latents)).sum())
             if bad:
-                hint = "a broken checkpoint?" if is_frozen(encoder_cfg) else f"training diverged? lower encoder.train.lr={encoder_cfg.train.lr}"
+                hint = (
+                    "a broken checkpoint?"
+                    if is_frozen(encoder_cfg)
+                    else f"training diverged? lower encoder.train.lr={encoder_cfg.train.lr}"
+                )
                 raise ConfigError(f"encoder {label} produced {bad} NaN/inf latent values on the {split} split ({hint})")
             return {"latents": latents.float(), "labels": labels}
 
@@ -197,4 +215,6 @@ class SpaceBuilder:
             split: self.cache.get_or_build("space", {**spec, "split": split}, lambda s=split: encode(s), f"{label} {split}")
             for split in SPLITS
         }
-        return Space(label, parts["train"]["latents"], parts["train"]["labels"], parts["test"]["latents"], parts["test"]["labels"])
+        return Space(
+            label, parts["train"]["latents"], parts["train"]["labels"], parts["test"]["latents"], parts["test"]["labels"]
+        )

@@ -47,7 +47,9 @@ def build_frozen(encoder_cfg: DictConfig) -> nn.Module:
             raise cause from None
         raise ConfigError(f"encoder {encoder_cfg.get('name')}: {type(cause).__name__}: {cause}") from None
     if str(encoder_cfg.get("view", model.view)) != model.view:
-        raise ConfigError(f"encoder {encoder_cfg.get('name')} has view={encoder_cfg.get('view')} but its model reads {model.view}")
+        raise ConfigError(
+            f"encoder {encoder_cfg.get('name')} has view={encoder_cfg.get('view')} but its model reads {model.view}"
+        )
     return model
 
 
@@ -68,7 +70,11 @@ def build_encoder(encoder_cfg: DictConfig, input_shape: tuple[int, ...], num_cla
     model_cfg: Any = encoder_cfg.model
     backbone = instantiate(model_cfg, _convert_="all")
     train = encoder_cfg.get("train") or {}
-    options = {"lr": float(train.get("lr", 1e-3)), "weight_decay": float(train.get("weight_decay", 0.0)), "name": f"encoder/{encoder_label(encoder_cfg)}"}
+    options = {
+        "lr": float(train.get("lr", 1e-3)),
+        "weight_decay": float(train.get("weight_decay", 0.0)),
+        "name": f"encoder/{encoder_label(encoder_cfg)}",
+    }
     if encoder_cfg.get("objective", "classification") == "reconstruction":
         return AutoencoderModule(backbone, instantiate(encoder_cfg.decoder_model, _convert_="all"), **options)
     return ClassifierModule(backbone, nn.Linear(feature_dim(backbone, input_shape), num_classes), **options)

@@ -60,7 +60,9 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     if s["tasks"] < 2:
         raise ConfigError(f"aggregation.tasks={s['tasks']} must be >= 2")
     if not 0 < s["shared"] < 1:
-        raise ConfigError(f"aggregation.shared={s['shared']} must be in (0, 1): the anchors come from the samples every task sees")
+        raise ConfigError(
+            f"aggregation.shared={s['shared']} must be in (0, 1): the anchors come from the samples every task sees"
+        )
     if s["scaling"] not in ("none", "center"):
         raise ConfigError(f"aggregation.scaling={s['scaling']!r} is not one of ['none', 'center']")
     if is_frozen(cfg.encoder):
@@ -68,10 +70,14 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     return s
 
 
-def task_parts(labels: torch.Tensor, num_classes: int, tasks: int, split: str, shared: float, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+def task_parts(
+    labels: torch.Tensor, num_classes: int, tasks: int, split: str, shared: float, seed: int
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Train indices of each task (the shared samples included) and the shared samples."""
     if split == "classes" and tasks > num_classes:
-        raise ConfigError(f"aggregation.tasks={tasks} with split=classes needs at least as many classes, the dataset has {num_classes}")
+        raise ConfigError(
+            f"aggregation.tasks={tasks} with split=classes needs at least as many classes, the dataset has {num_classes}"
+        )
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=gen)
     n_shared = int(round(shared * len(labels)))
@@ -97,7 +103,10 @@ def _encoder(builder: SpaceBuilder, encoder_cfg: DictConfig, train_idx: torch.Te
         return {"train": space.train, "test": space.test}
     data = builder.data
     module = build_encoder(encoder_cfg, builder.input_shape, data.num_classes)
-    spec = {**encoder_spec(builder.dataset_cfg, encoder_cfg), "train_subset": {"digest": _digest(train_idx), "size": int(len(train_idx))}}
+    spec = {
+        **encoder_spec(builder.dataset_cfg, encoder_cfg),
+        "train_subset": {"digest": _digest(train_idx), "size": int(len(train_idx))},
+    }
 
     def train() -> dict[str, torch.Tensor]:
         images, labels = data.train.images[train_idx], data.train.labels[train_idx]
@@ -130,7 +139,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     dim = builder.dim(cfg.encoder)
     num_anchors = s["anchors"] or dim
     if not 1 <= num_anchors <= len(common):
-        raise ConfigError(f"aggregation.anchors={num_anchors} must be between 1 and {len(common)} (the shared samples; raise aggregation.shared)")
+        raise ConfigError(
+            f"aggregation.anchors={num_anchors} must be between 1 and {len(common)} (the shared samples; raise aggregation.shared)"
+        )
     anchors = common[torch.randperm(len(common), generator=torch.Generator().manual_seed(s["seed"] + 1))[:num_anchors]]
 
     label = encoder_label(cfg.encoder)
@@ -173,7 +184,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(1.1 * len(table) + 2, 4))
-    colors = ["tab:green" if n.startswith("aggregated") else "tab:grey" if n.startswith("end_to_end") else "tab:blue" for n in table["representation"]]
+    colors = [
+        "tab:green" if n.startswith("aggregated") else "tab:grey" if n.startswith("end_to_end") else "tab:blue"
+        for n in table["representation"]
+    ]
     bars = ax.bar(range(len(table)), table["accuracy"], color=colors)
     for bar, acc, cka in zip(bars, table["accuracy"], table["cka_vs_end_to_end"]):
         ax.text(bar.get_x() + bar.get_width() / 2, acc + 0.01, f"{acc:.3f}\nCKA {cka:.2f}", ha="center", fontsize=7)

@@ -65,7 +65,9 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     if not s["anchors"] or min(s["anchors"]) < 1 or not s["k"] or min(s["k"]) < 1 or not s["power"] or min(s["power"]) <= 0:
         raise ConfigError("asif.anchors, asif.k and asif.power must be non-empty lists of positive numbers")
     if min(s["k"]) > max(s["anchors"]):
-        raise ConfigError(f"every asif.k={s['k']} is larger than the most anchors asked for ({max(s['anchors'])}): top-k needs k <= anchors")
+        raise ConfigError(
+            f"every asif.k={s['k']} is larger than the most anchors asked for ({max(s['anchors'])}): top-k needs k <= anchors"
+        )
     if not s["templates"] or any("{}" not in t for t in s["templates"]):
         raise ConfigError(f"asif.templates={s['templates']} must each contain {{}} (where the class name goes)")
     return s

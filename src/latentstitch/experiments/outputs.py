@@ -95,7 +95,9 @@ class RunOutputs:
             return
         logger.log_hyperparams(OmegaConf.to_container(self.cfg, resolve=True))
         prefix = "cell" if self.name == "cells" else self.name
-        self.log_numbers({f"{prefix}/{k}": float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        self.log_numbers(
+            {f"{prefix}/{k}": float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        )
         if rows and len(rows) > 1 and hasattr(logger, "log_table"):
             import pandas as pd
 

@@ -138,7 +138,9 @@ def train_agent(s: dict[str, Any], variation: Variation, kind: str, anchors: np.
     return tensors
 
 
-def train_agents(cfg: DictConfig, s: dict[str, Any], variations: list[Variation], anchors: np.ndarray) -> dict[tuple[str, str], Any]:
+def train_agents(
+    cfg: DictConfig, s: dict[str, Any], variations: list[Variation], anchors: np.ndarray
+) -> dict[tuple[str, str], Any]:
     """Every (kind, variation) agent, from the cache or trained in ``rl.workers`` processes at once."""
     from joblib import Parallel, delayed
 
@@ -357,8 +359,14 @@ def summary_table(cells: pd.DataFrame, training: pd.DataFrame) -> str:
         lines.append(f"  {method:<11} " + "  ".join(f"{r.encoder}->{r.controller} {r.mean_return:.3f}" for r in part.itertuples())
                      + (f"   | off-diagonal mean {off['mean_return'].mean():.3f}" if len(off) else ""))  # fmt: skip
     last = training.groupby(["kind", "variation"]).tail(1)
-    lines.append("  training: " + ", ".join(f"{r.kind} {r.variation} {int(r.steps)} steps {r.seconds:.0f} s"
-                                           + (f" ({int(r.attempts)} attempts)" if r.attempts > 1 else "") for r in last.itertuples()))
+    lines.append(
+        "  training: "
+        + ", ".join(
+            f"{r.kind} {r.variation} {int(r.steps)} steps {r.seconds:.0f} s"
+            + (f" ({int(r.attempts)} attempts)" if r.attempts > 1 else "")
+            for r in last.itertuples()
+        )
+    )
     return "\n".join(lines)
 
 

@@ -37,11 +37,11 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from latentstitch import metrics  # noqa: E402
 from latentstitch.anchors import split_anchors  # noqa: E402
+from latentstitch.cell import check_method, instantiate_setting, method_label  # noqa: E402
 from latentstitch.data import load_dataset  # noqa: E402
 from latentstitch.encoders import Space, SpaceBuilder, encoder_label  # noqa: E402
 from latentstitch.encoders.training import quiet_lightning  # noqa: E402
 from latentstitch.errors import ConfigError  # noqa: E402
-from latentstitch.cell import check_method, instantiate_setting, method_label  # noqa: E402
 from latentstitch.experiments.outputs import RunOutputs  # noqa: E402
 from latentstitch.translation import TranslationError  # noqa: E402
 
@@ -54,17 +54,23 @@ DIRECTED = ("raw_top1", "raw_mrr", "raw_jaccard", "top1", "mrr", "jaccard", "lat
 def settings(cfg: DictConfig) -> dict[str, Any]:
     a = cfg.get("analysis")
     if a is None:
-        raise ConfigError("task=similarity needs the analysis block: python run.py +analysis=similarity analysis.encoders=[mlp,cnn]")
+        raise ConfigError(
+            "task=similarity needs the analysis block: python run.py +analysis=similarity analysis.encoders=[mlp,cnn]"
+        )
     s = {"encoders": [str(e) for e in a.get("encoders", [])], "samples": int(a.get("samples", 1000)), "k": int(a.get("k", 10)),
          "jaccard_k": int(a.get("jaccard_k", 5)), "seed": int(a.get("seed", 0)), "bins": int(a.get("bins", 40))}  # fmt: skip
     if len(s["encoders"]) < 2:
-        raise ConfigError(f"analysis.encoders={s['encoders']} must name at least 2 encoders (config names, 'name:seed' for another seed)")
+        raise ConfigError(
+            f"analysis.encoders={s['encoders']} must name at least 2 encoders (config names, 'name:seed' for another seed)"
+        )
     if len(set(s["encoders"])) != len(s["encoders"]):
         raise ConfigError(f"analysis.encoders={s['encoders']} repeats an encoder")
     if s["samples"] < 2 or s["k"] < 1 or s["jaccard_k"] < 1:
         raise ConfigError("analysis.samples must be >= 2 and analysis.k, analysis.jaccard_k >= 1")
     if max(s["k"], s["jaccard_k"]) >= s["samples"]:
-        raise ConfigError(f"analysis.k={s['k']} and analysis.jaccard_k={s['jaccard_k']} must be below analysis.samples={s['samples']}")
+        raise ConfigError(
+            f"analysis.k={s['k']} and analysis.jaccard_k={s['jaccard_k']} must be below analysis.samples={s['samples']}"
+        )
     return s
 
 
@@ -76,7 +82,7 @@ def encoder_config(cfg: DictConfig, entry: str) -> DictConfig:
 
     name, _, seed = entry.partition(":")
     task_overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    keep = [o for o in task_overrides if not o.lstrip("+~").split("=")[0].split(".")[0] in ("encoder", "analysis")]
+    keep = [o for o in task_overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in ("encoder", "analysis")]
     overrides = [*keep, f"encoder={name}"] + ([f"encoder.seed={int(seed)}"] if seed else [])
     try:
         composed = compose(config_name="config", overrides=overrides)
@@ -89,7 +95,9 @@ def _subset(n: int, size: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(size, n)].sort().values
 
 
-def compare(source: Space, target: Space, method: Any, anchors: Any, rows: torch.Tensor, k: int, jaccard_k: int) -> dict[str, float | None]:
+def compare(
+    source: Space, target: Space, method: Any, anchors: Any, rows: torch.Tensor, k: int, jaccard_k: int
+) -> dict[str, float | None]:
     """Every measure for one ordered pair on the test rows ``rows``."""
     xs, ys = source.test[rows], target.test[rows]
     out: dict[str, float | None] = {}
@@ -223,11 +231,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         table.to_csv(output_dir / "similarity.csv", index=False)
         matrices = {}
         for measure in (*SYMMETRIC, *DIRECTED):
-            matrix = table.pivot(index="source", columns="target", values=measure).reindex(index=labels, columns=labels).astype(float)
+            matrix = (
+                table.pivot(index="source", columns="target", values=measure).reindex(index=labels, columns=labels).astype(float)
+            )
             matrix.to_csv(output_dir / f"matrix_{measure}.csv")
             matrices[measure] = matrix
         translator = method_label(cfg.translator)
-        shown = {name: m for name, m in matrices.items() if not name.startswith("raw_") or m.notna().to_numpy().sum() > len(labels)}
+        shown = {
+            name: m for name, m in matrices.items() if not name.startswith("raw_") or m.notna().to_numpy().sum() > len(labels)
+        }
         images = {"similarity": plot_matrices(shown, output_dir / "similarity.png",
                                               f"{cfg.dataset.name}, {len(rows_idx)} test samples; after translation: {translator}, anchors {strategy!r}")}  # fmt: skip
         norms = norm_table(spaces)

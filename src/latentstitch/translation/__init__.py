@@ -1,5 +1,6 @@
 """Latent space translation: scaling and closed-form translators. Pure torch, no Hydra."""
 
+from latentstitch.translation.protocol import Method, ProjectingMethod, TranslatingMethod
 from latentstitch.translation.scaling import StandardScaling, make_scaling
 from latentstitch.translation.translators import (
     TRANSLATORS,
@@ -14,6 +15,9 @@ from latentstitch.translation.translators import (
 
 __all__ = [
     "TRANSLATORS",
+    "Method",
+    "ProjectingMethod",
+    "TranslatingMethod",
     "AffineTranslator",
     "IdentityTranslator",
     "LinearTranslator",

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +89,9 @@ class RelativeProjection:
     (``v ** p`` where v >= 0; ASIF). Both apply to ``cosine`` only (``power`` to any kind).
     """
 
-    def __init__(self, kind: str = "cosine", center: bool = False, robust: bool = False, top_k: int | None = None, power: float = 1.0):
+    def __init__(
+        self, kind: str = "cosine", center: bool = False, robust: bool = False, top_k: int | None = None, power: float = 1.0
+    ):
         self.kind = _one_of("projection", kind, PROJECTIONS)
         self.center, self.robust = bool(center), bool(robust)
         self.top_k = None if top_k is None else int(top_k)
@@ -120,7 +123,9 @@ class RelativeProjection:
         a = _matrix("anchors", anchors)
         a = a.to(torch.float64 if a.dtype == torch.float64 else torch.float32)
         if self.top_k is not None and self.top_k > len(a):
-            raise TranslationError(f"top_k={self.top_k} is larger than the number of anchors ({len(a)}); lower top_k or raise anchors.num")
+            raise TranslationError(
+                f"top_k={self.top_k} is larger than the number of anchors ({len(a)}); lower top_k or raise anchors.num"
+            )
         self.mean, self.std = a.mean(dim=0), _anchor_std(a)
         prepared = self._prepare(a)
         self.anchors = F.normalize(prepared, dim=1) if self.kind in ("cosine", "angular") else prepared
@@ -241,7 +246,14 @@ class RelativeStitching:
     projection_method = True  # the decoder is trained on the target's projection
     paired = True
     name = "relative"
-    DEFAULTS = {"projections": ["cosine"], "scaling": "center", "aggregation": "concat", "decoder_norm": "layernorm", "top_k": None, "power": 1.0}
+    DEFAULTS = {
+        "projections": ["cosine"],
+        "scaling": "center",
+        "aggregation": "concat",
+        "decoder_norm": "layernorm",
+        "top_k": None,
+        "power": 1.0,
+    }
     SHORT = {"projections": "proj", "aggregation": "agg", "decoder_norm": "norm"}
 
     def __init__(self, projections: Sequence[str] | str = ("cosine",), scaling: str = "center", aggregation: str = "concat",
@@ -262,7 +274,9 @@ class RelativeStitching:
         self._new = lambda kind: RelativeProjection(kind, center=scaling != "none", robust=scaling == "standard",
                                                     top_k=self.top_k if kind in SIMILARITIES else None, power=self.power)  # fmt: skip
         if self.top_k is not None and not any(k in SIMILARITIES for k in self.projections):
-            raise TranslationError(f"translator.top_k={top_k} needs a similarity projection ({list(SIMILARITIES)}) among {self.projections}")
+            raise TranslationError(
+                f"translator.top_k={top_k} needs a similarity projection ({list(SIMILARITIES)}) among {self.projections}"
+            )
         self._new(self.projections[0])  # validates top_k / power once, before any work
         self.source: list[RelativeProjection] = []
         self.target: list[RelativeProjection] = []
@@ -367,7 +381,9 @@ def farthest_point_sampling(
     return torch.tensor(picked, dtype=torch.long)
 
 
-def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int = 1, tol: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(
+    x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int = 1, tol: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means with k-means++ seeding: ``(centroids (k, d), assignment (n,))``.
 
     Deterministic for a given ``seed``; the best of ``n_init`` seedings (lowest inertia). An
@@ -452,7 +468,9 @@ class InverseRelativeTranslator:
     DEFAULTS = {"prune_threshold": None, "subsets": 1, "ridge": 0.3}
     SHORT = {"prune_threshold": "prune", "subsets": "subsets"}
 
-    def __init__(self, scaling: str = "center", prune_threshold: float | None = None, subsets: int = 1, ridge: float = 0.3, seed: int = 0):
+    def __init__(
+        self, scaling: str = "center", prune_threshold: float | None = None, subsets: int = 1, ridge: float = 0.3, seed: int = 0
+    ):
         self.scaling = _one_of("translator.scaling", scaling, ("center", "standard"))
         self.prune_threshold = None if prune_threshold is None else float(prune_threshold)
         if self.prune_threshold is not None and not 0 < self.prune_threshold <= 1:

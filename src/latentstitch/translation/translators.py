@@ -77,6 +77,7 @@ class Translator:
     (False: it translates into the target space).
     """
 
+    name: str = "translator"  # the config name (``translator=<name>``)
     paired: bool = True
     projection_method: bool = False
 
@@ -205,6 +206,8 @@ class Translator:
 class LinearTranslator(Translator):
     """R = argmin ||X R - Y|| (least squares, minimum norm when under-determined)."""
 
+    name = "linear"
+
     def _estimate(self, xs, ys):
         solved = least_squares(xs, ys, self._precision)
         if solved is None:
@@ -220,6 +223,8 @@ class AffineTranslator(Translator):
     that maps the anchor means onto each other (the standard-scaled anchors are centred already);
     otherwise the minimum-norm solution of [X 1] W = Y itself, as in the reference.
     """
+
+    name = "affine"
 
     def _estimate(self, xs, ys):
         centred = self.scaling == "standard"
@@ -239,6 +244,8 @@ class AffineTranslator(Translator):
 class LOrthoTranslator(Translator):
     """The orthogonal factor U V^T of the least-squares solution (no padding: semi-orthogonal)."""
 
+    name = "lortho"
+
     def _estimate(self, xs, ys):
         solved = least_squares(xs, ys, self._precision)
         if solved is None:
@@ -257,6 +264,8 @@ class OrthoTranslator(Translator):
     unpadded X^T Y; so ``R`` is that (source dim x target dim) and no padded copy is ever made.
     """
 
+    name = "ortho"
+
     def _estimate(self, xs, ys):
         q = nearest_orthogonal(xs.T @ ys)
         self.matrix = q
@@ -265,6 +274,8 @@ class OrthoTranslator(Translator):
 
 class IdentityTranslator(Translator):
     """No translation: the untranslated baseline. Only defined where the dims match."""
+
+    name = "none"
 
     _diagonal = True
 

@@ -74,7 +74,9 @@ class UnsupervisedTranslator:
                  refine_iters: int = 100, refine_batch: int = 1000, momentum: float = 0.5, max_samples: int = 5000, kmeans_inits: int = 3,
                  seed: int = 0):  # fmt: skip
         if scaling != "center":
-            raise TranslationError(f"translator.scaling={scaling!r}: the unsupervised translator centres each space (scaling=center)")
+            raise TranslationError(
+                f"translator.scaling={scaling!r}: the unsupervised translator centres each space (scaling=center)"
+            )
         self.scaling = scaling
         self.clusters, self.repeats, self.qap_inits = int(clusters), int(repeats), int(qap_inits)
         self.neighbours, self.refine_iters, self.refine_batch = int(neighbours), int(refine_iters), int(refine_batch)
@@ -84,7 +86,9 @@ class UnsupervisedTranslator:
             if getattr(self, key) < 1:
                 raise TranslationError(f"translator.{key}={getattr(self, key)} must be >= 1")
         if self.clusters < 3:
-            raise TranslationError(f"translator.clusters={clusters}: matching centroids by their similarity structure needs at least 3")
+            raise TranslationError(
+                f"translator.clusters={clusters}: matching centroids by their similarity structure needs at least 3"
+            )
         if self.max_samples < max(self.clusters, self.neighbours):
             raise TranslationError(f"translator.max_samples={self.max_samples} must be at least translator.clusters={self.clusters} "
                                    f"and translator.neighbours={self.neighbours}")  # fmt: skip
@@ -164,7 +168,9 @@ class UnsupervisedTranslator:
         rows = np.arange(len(a))
         best, best_score = rows, -np.inf
         for i in range(self.qap_inits):  # FAQ from a random start, polished by 2-opt; the best objective wins
-            res = quadratic_assignment(a, b, method="faq", options={"maximize": True, "P0": "barycenter" if i == 0 else "randomized", "rng": rng})
+            res = quadratic_assignment(
+                a, b, method="faq", options={"maximize": True, "P0": "barycenter" if i == 0 else "randomized", "rng": rng}
+            )
             guess = np.column_stack([rows, res.col_ind])
             res = quadratic_assignment(a, b, method="2opt", options={"maximize": True, "partial_guess": guess, "rng": rng})
             score = float((a * b[np.ix_(res.col_ind, res.col_ind)]).sum())
