@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,8 @@ class RelativeProjection:
         return 0 if self.anchors is None else int(self.anchors.shape[0])
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is None or self.std is None:
+            raise RuntimeError("RelativeProjection is not fitted: call fit(anchors) first")
         x = x.to(self.mean)
         if self.center or self.robust:
             x = x - self.mean
@@ -142,12 +144,13 @@ class RelativeProjection:
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         x = self._prepare(x)
+        anchors = cast(torch.Tensor, self.anchors)  # set by fit, checked by transform
         if self.kind in ("cosine", "angular"):
-            rel = F.normalize(x, dim=1) @ self.anchors.T
+            rel = F.normalize(x, dim=1) @ anchors.T
             if self.kind == "angular":
                 rel = torch.arccos(rel.clamp(-1.0, 1.0)) / math.pi
         else:
-            rel = torch.cdist(x, self.anchors, p=_P[self.kind])
+            rel = torch.cdist(x, anchors, p=_P[self.kind])
         if self.top_k is not None and self.top_k < rel.shape[1]:
             values, idx = rel.topk(self.top_k, dim=1)
             rel = torch.zeros_like(rel).scatter_(1, idx, values)
@@ -401,6 +404,7 @@ def kmeans(
         inertia, assign = _nearest_centre(pts, sq, centres)
         if best is None or float(inertia.sum()) < best[0]:
             best = (float(inertia.sum()), centres, assign)
+    assert best is not None  # n_init >= 1 rounds ran
     return best[1].to(x.dtype), best[2]
 
 
@@ -530,7 +534,7 @@ class InverseRelativeTranslator:
         out = []
         for chunk in x.double().split(_CHUNK):
             xn = F.normalize((chunk - self.x_mean) / self.x_std, dim=1)
-            direction = sum(F.normalize((xn @ ax.T) @ inv_t, dim=1) for ax, inv_t in self._parts)
+            direction = cast(torch.Tensor, sum(F.normalize((xn @ ax.T) @ inv_t, dim=1) for ax, inv_t in self._parts))
             out.append(F.normalize(direction, dim=1) * self.scale * self.y_std + self.y_mean)
         return torch.cat(out).to(x.dtype)
 

@@ -46,11 +46,19 @@ class StandardScaling:
         self.std = torch.where(std.abs() < tiny, torch.ones_like(std), std)
         return centred.div_(self.std)
 
+    def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, std)`` of the fitted anchors."""
+        if self.mean is None or self.std is None:
+            raise RuntimeError("StandardScaling is not fitted: call fit(x) first")
+        return self.mean, self.std
+
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x)) / self.std.to(x)
+        mean, std = self.stats()
+        return (x - mean.to(x)) / std.to(x)
 
     def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std.to(x) + self.mean.to(x)
+        mean, std = self.stats()
+        return x * std.to(x) + mean.to(x)
 
 
 def make_scaling(name: str) -> StandardScaling:

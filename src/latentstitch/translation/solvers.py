@@ -130,7 +130,7 @@ def solve_normal_equations(x: torch.Tensor, y: torch.Tensor, precision: torch.dt
         return None
     kappa = spd_condition_bound(gram, chol)
     accuracy_limit = target_relative_error(precision) / (_NORMAL_EQUATIONS_ERROR_FACTOR * torch.finfo(x.dtype).eps)
-    rank_limit = min_norm_rcond(precision, tuple(x.shape)) ** -2  # kappa_2(X) below 1/rcond: gelsd keeps all
+    rank_limit = min_norm_rcond(precision, (x.shape[0], x.shape[1])) ** -2  # kappa_2(X) below 1/rcond: gelsd keeps all
     if not kappa <= min(accuracy_limit, rank_limit):
         return None
     return torch.cholesky_solve(x.T @ y, chol)
@@ -143,7 +143,7 @@ def lstsq_min_norm(x: torch.Tensor, y: torch.Tensor, precision: torch.dtype | No
     The CPU because CUDA has no gelsd; the result comes back in float64 on the CPU.
     """
     x64, y64 = x.detach().cpu().double(), y.detach().cpu().double()
-    rcond = min_norm_rcond(precision or x.dtype, tuple(x.shape))
+    rcond = min_norm_rcond(precision or x.dtype, (x.shape[0], x.shape[1]))
     return torch.linalg.lstsq(x64, y64, rcond=rcond, driver="gelsd").solution
 
 

@@ -61,6 +61,13 @@ def _as_matrix(name: str, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _fitted(value: torch.Tensor | None, what: str) -> torch.Tensor:
+    """A fitted attribute, or the error a caller gets for using an unfitted translator."""
+    if value is None:
+        raise RuntimeError(f"{what} is not fitted: call fit(x_anchors, y_anchors) first")
+    return value
+
+
 def _work_dtype(*dtypes: torch.dtype) -> torch.dtype:
     return torch.float64 if torch.float64 in dtypes else torch.float32
 
@@ -92,7 +99,7 @@ class Translator:
         self.bias: torch.Tensor | None = None
         self._shift: torch.Tensor | None = None  # input centring kept out of the fold (see _MAX_FOLDED_MEAN_RATIO)
         self._centred_bias: torch.Tensor | None = None
-        self._precision: torch.dtype | None = None  # dtype of the anchors, sets the numerical rank
+        self._precision: torch.dtype = torch.float32  # dtype of the anchors (set by fit), sets the numerical rank
         self._solver: str | None = None  # which path the last fit took, e.g. "cholesky-float32"
 
     def __repr__(self) -> str:
@@ -119,6 +126,8 @@ class Translator:
             estimate = self._estimate(xs, ys)
             if estimate is not None:  # None: only float64 is accurate enough for these anchors
                 break
+        if estimate is None:  # float64 always gives an estimate; this only guards a broken subclass
+            raise RuntimeError(f"{type(self).__name__}._estimate gave no estimate in float64")
         matrix, in_offset, out_offset, self._solver = estimate
         self._fold(matrix, in_offset, out_offset, xw)
         for name in ("matrix", "weight", "bias", "_shift", "_centred_bias"):
@@ -135,9 +144,9 @@ class Translator:
             raise TranslationError(f"x has {x.shape[1]} dims, the translator was fitted on {self.source_dim}")
         weight = self.weight.to(x)
         if self._shift is None:
-            bias = self.bias.to(x)
+            bias = _fitted(self.bias, type(self).__name__).to(x)
         else:
-            x, bias = x - self._shift.to(x), self._centred_bias.to(x)
+            x, bias = x - self._shift.to(x), _fitted(self._centred_bias, type(self).__name__).to(x)
         return torch.addcmul(bias, x, weight) if self._diagonal else torch.addmm(bias, x, weight)
 
     def fit_transform(self, x_anchors: torch.Tensor, y_anchors: torch.Tensor) -> torch.Tensor:
@@ -164,7 +173,7 @@ class Translator:
             self._inverse_cache = cached
         inverse = cached[1].to(y.device)
         bias, shift = (self.bias, None) if self._shift is None else (self._centred_bias, self._shift)
-        centred = y.double() - bias.to(device=y.device, dtype=torch.float64)
+        centred = y.double() - _fitted(bias, type(self).__name__).to(device=y.device, dtype=torch.float64)
         x = centred * inverse if self._diagonal else centred @ inverse
         if shift is not None:
             x = x + shift.to(device=y.device, dtype=torch.float64)
@@ -181,8 +190,8 @@ class Translator:
     def _fold(self, matrix: torch.Tensor, in_offset: torch.Tensor | None, out_offset: torch.Tensor | None,
               x_anchors: torch.Tensor) -> None:  # fmt: skip
         """Turn ``descale_Y(((scale_X(x) - o) @ R) + c)`` into ``x @ weight + bias``."""
-        mx, sx = self.x_scaling.mean, self.x_scaling.std
-        my, sy = self.y_scaling.mean, self.y_scaling.std
+        mx, sx = self.x_scaling.stats()
+        my, sy = self.y_scaling.stats()
         shift = mx if in_offset is None else mx + in_offset * sx  # the input-space origin of the map
         centred_bias = my if out_offset is None else my + out_offset * sy
         if self._diagonal:
@@ -229,9 +238,9 @@ class AffineTranslator(Translator):
     def _estimate(self, xs, ys):
         centred = self.scaling == "standard"
         o, c = (None, None) if centred else (xs.mean(dim=0), ys.mean(dim=0))
-        r = solve_normal_equations(xs if centred else xs - o, ys if centred else ys - c, self._precision)
+        r = solve_normal_equations(xs if o is None else xs - o, ys if c is None else ys - c, self._precision)
         if r is not None:
-            bias = torch.zeros_like(ys[0]) if centred else c - o @ r
+            bias = torch.zeros_like(ys[0]) if o is None or c is None else c - o @ r
             self.matrix = torch.cat([r, bias.unsqueeze(0)])
             return r, o, c, f"cholesky-{str(xs.dtype).removeprefix('torch.')}"
         if xs.dtype != torch.float64:
