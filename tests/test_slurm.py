@@ -1,0 +1,107 @@
+"""Sweeps through a real SLURM scheduler: slurmctld + slurmd + munge on localhost, started by
+``scripts/slurm_local.sh`` (installed from Debian packages where missing; skipped, with the reason,
+only where that cannot be done: not root, no apt). Every sweep goes through ``run.py -m
+hydra/launcher=slurm`` as a user's would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, TINY, run_cli
+
+SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10"]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """The local scheduler's environment (SLURM_CONF, the sacct stand-in first on PATH)."""
+    base = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_LOCAL_DIR": str(base)}
+    up = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_local.sh"), "up"], capture_output=True, text=True, env=env, timeout=300)
+    if up.returncode != 0:
+        reason = up.stderr.strip().splitlines()[-1] if up.stderr.strip() else "slurm_local.sh up failed"
+        if "needs root" in reason or "apt-get is not available" in reason:
+            pytest.skip(f"no local SLURM here: {reason}")
+        pytest.fail(f"slurm_local.sh up failed: {up.stderr[-2000:]}")
+    for line in up.stdout.splitlines():
+        key, value = line.removeprefix("export ").split("=", 1)
+        env[key] = value.replace("$PATH", os.environ["PATH"])
+    yield env
+    subprocess.run(["bash", str(ROOT / "scripts" / "slurm_local.sh"), "down"], capture_output=True, env=env, timeout=120)
+
+
+def sweep(slurm, tmp_path: Path, *args: str, timeout: int = 600):
+    return run_cli(["-m", *SLURM, *TINY, *args], tmp_path, cache=tmp_path / "cache", env=slurm, timeout=timeout)
+
+
+def test_local_scheduler_runs_jobs_and_sacct_answers(slurm, tmp_path):
+    r = subprocess.run(["sbatch", "--parsable", "--wrap", "echo hello", f"--output={tmp_path}/out.txt", "--wait"],
+                       capture_output=True, text=True, env=slurm, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    job = r.stdout.strip().split(";")[0]
+    assert (tmp_path / "out.txt").read_text().strip() == "hello"
+    acct = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", job], capture_output=True, text=True, env=slurm)
+    assert acct.stdout.splitlines()[0] == "JobID|State|NodeList" and f"{job}|COMPLETED|" in acct.stdout
+
+
+def test_a_grid_a_resumed_rerun_and_a_failed_cell(slurm, tmp_path):
+    cells = ["decoder=mlp", "decoder.space.seed=1", "translator=ortho,linear", "threads=1"]
+    first = sweep(slurm, tmp_path, *cells)
+    assert first.returncode == 0, first.stderr[-3000:]
+    grid = pd.read_csv(first.run_dir / "grid.csv")
+    assert len(grid) == 2 and (grid["status"] == "ok").all() and (grid["stitched_acc"] > 0.85).all()
+    assert (first.run_dir / "grid_ortho.png").is_file() and (first.run_dir / "grid_linear.png").is_file()
+    assert len(list((first.run_dir / ".submitit").iterdir())) >= 1  # the jobs really went through sbatch
+    # the same sweep into the same dir: both cells kept, nothing trained or evaluated again
+    dirs = [f"hydra.sweep.dir={first.run_dir}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    again = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", *SLURM, *TINY, *cells, *dirs], cwd=ROOT, env=slurm,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    kept = pd.read_csv(first.run_dir / "grid.csv")
+    assert kept["resumed"].tolist() == [True, True]
+    assert kept["stitched_acc"].tolist() == grid["stitched_acc"].tolist()
+
+
+def test_a_failed_cell_fails_the_sweep_and_is_marked(slurm, tmp_path):
+    r = sweep(slurm, tmp_path, "encoder.model.num_features=64", "translator=none,ortho", "threads=1")
+    assert r.returncode == 1
+    grid = pd.read_csv(r.run_dir / "grid.csv").set_index("translator")
+    assert grid.loc["none", "status"] == "failed" and "needs equal dims" in grid.loc["none", "error"]
+    assert grid.loc["ortho", "status"] == "ok"
+
+
+def test_a_cancelled_job_is_a_failed_cell_not_a_hang(slurm, tmp_path):
+    """scancel while the encoder trains: the sweep ends (exit 1) with the cell marked, in bounded time."""
+    run_dir = tmp_path / "run0"
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", *SLURM, *TINY, "dataset.max_epochs=100000", "encoder.train.steps=100000",
+           "threads=1", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={run_dir}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**slurm, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job = None
+        deadline = time.time() + 120
+        while time.time() < deadline and job is None:
+            q = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True, env=slurm)
+            job = q.stdout.split()[0] if q.stdout.split() else None
+            time.sleep(1)
+        assert job, "the job never started"
+        time.sleep(3)  # it is training now
+        subprocess.run(["scancel", job], check=True, env=slurm)
+        start = time.time()
+        out, _ = proc.communicate(timeout=180)
+        ended = time.time() - start
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    assert proc.returncode == 1, out[-3000:]
+    grid = pd.read_csv(run_dir / "grid.csv")
+    assert grid["status"].tolist() == ["failed"] and re.search(r"ended CANCELLED", grid["error"].iloc[0]), grid["error"].iloc[0]
+    assert ended < 120, f"the sweep took {ended:.0f} s to notice the cancelled job"
