@@ -20,7 +20,7 @@ MEM_PER_CPU=${SLURM_LOCAL_MEM_PER_CPU:-1024}
 PACKAGES=(slurmctld slurmd slurm-client munge)
 
 die() { echo "error: $*" >&2; exit 2; }
-alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { [[ -s $1 ]] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 
 env_lines() {
   echo "export SLURM_CONF=$BASE/etc/slurm.conf"
@@ -105,6 +105,9 @@ up() {
     return
   fi
   down quiet
+  if (exec 3<>/dev/tcp/127.0.0.1/6817) 2>/dev/null; then
+    die "port 6817 is taken: a slurmctld not started from $BASE is running; stop it, or set SLURM_LOCAL_DIR to its dir"
+  fi
   write_config
   start_munge
   SLURM_CONF=$BASE/etc/slurm.conf slurmctld -i

@@ -28,7 +28,9 @@ def test_preset_composes_into_a_sweep(name):
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert set(cfg.hydra.sweeper.params) == PRESETS[name]
     if name == "reconstruction":
-        assert cfg.task._target_ == "latentstitch.tasks.Reconstruction" and cfg.encoder.name == "ae" and cfg.decoder.space.seed == 1
+        assert (
+            cfg.task._target_ == "latentstitch.tasks.Reconstruction" and cfg.encoder.name == "ae" and cfg.decoder.space.seed == 1
+        )
 
 
 def test_anchor_count_preset_gives_a_curve(cli):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import ROOT, TINY, run_cli
 
@@ -26,7 +27,9 @@ def slurm(tmp_path_factory):
     """The local scheduler's environment (SLURM_CONF, the sacct stand-in first on PATH)."""
     base = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "SLURM_LOCAL_DIR": str(base)}
-    up = subprocess.run(["bash", str(ROOT / "scripts" / "slurm_local.sh"), "up"], capture_output=True, text=True, env=env, timeout=300)
+    up = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "slurm_local.sh"), "up"], capture_output=True, text=True, env=env, timeout=300
+    )
     if up.returncode != 0:
         reason = up.stderr.strip().splitlines()[-1] if up.stderr.strip() else "slurm_local.sh up failed"
         if "needs root" in reason or "apt-get is not available" in reason:
@@ -44,13 +47,19 @@ def sweep(slurm, tmp_path: Path, *args: str, timeout: int = 600):
 
 
 def test_local_scheduler_runs_jobs_and_sacct_answers(slurm, tmp_path):
-    r = subprocess.run(["sbatch", "--parsable", "--wrap", "echo hello", f"--output={tmp_path}/out.txt", "--wait"],
-                       capture_output=True, text=True, env=slurm, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        ["srun", "--ntasks=2", "bash", "-c", "echo task $SLURM_PROCID"], capture_output=True, text=True, env=slurm, timeout=120
+    )
     assert r.returncode == 0, r.stderr
-    job = r.stdout.strip().split(";")[0]
-    assert (tmp_path / "out.txt").read_text().strip() == "hello"
-    acct = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", job], capture_output=True, text=True, env=slurm)
-    assert acct.stdout.splitlines()[0] == "JobID|State|NodeList" and f"{job}|COMPLETED|" in acct.stdout
+    assert sorted(r.stdout.split("\n")[:2]) == ["task 0", "task 1"]  # two tasks on the one node
+    job = subprocess.run(["sbatch", "--parsable", "--wrap", "true", f"--output={tmp_path}/%j.out"], capture_output=True, text=True,
+                         env=slurm, check=True).stdout.strip()  # fmt: skip
+    deadline, acct = time.time() + 60, ""
+    while time.time() < deadline and f"{job}|COMPLETED|" not in acct:  # what submitit asks to learn a job's fate
+        acct = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", job], capture_output=True, text=True,
+                              env=slurm).stdout  # fmt: skip
+        time.sleep(0.5)
+    assert acct.splitlines()[0] == "JobID|State|NodeList" and f"{job}|COMPLETED|" in acct, acct
 
 
 def test_a_grid_a_resumed_rerun_and_a_failed_cell(slurm, tmp_path):
@@ -84,7 +93,9 @@ def test_a_cancelled_job_is_a_failed_cell_not_a_hang(slurm, tmp_path):
     run_dir = tmp_path / "run0"
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *SLURM, *TINY, "dataset.max_epochs=100000", "encoder.train.steps=100000",
            "threads=1", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={run_dir}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**slurm, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**slurm, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         job = None
         deadline = time.time() + 120
@@ -105,3 +116,36 @@ def test_a_cancelled_job_is_a_failed_cell_not_a_hang(slurm, tmp_path):
     grid = pd.read_csv(run_dir / "grid.csv")
     assert grid["status"].tolist() == ["failed"] and re.search(r"ended CANCELLED", grid["error"].iloc[0]), grid["error"].iloc[0]
     assert ended < 120, f"the sweep took {ended:.0f} s to notice the cancelled job"
+
+
+def test_ddp_ranks_are_the_slurm_tasks(slurm, tmp_path):
+    """tasks_per_node=2 trainer=ddp_cpu: SLURM starts the two ranks (Lightning joins them through
+    SLURM's environment, it launches nothing itself); the spaces equal a single process's, both
+    ranks log their threads, only rank 0 writes the cell."""
+    from safetensors.torch import load_file
+
+    from latentstitch.cache import Cache
+
+    single = run_cli([*TINY, "trainer=cpu", "threads=1"], tmp_path, cache=tmp_path / "single")
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp_cache = tmp_path / "ddp"
+    for entry in Cache(tmp_path / "single").entries("encoder"):  # share the trained encoders only
+        (ddp_cache / "encoder").mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-r", str(entry), str(ddp_cache / "encoder")], check=True)
+    r = run_cli(["-m", *SLURM, "hydra.launcher.tasks_per_node=2", *TINY, "trainer=ddp_cpu"], tmp_path, cache=ddp_cache, env=slurm)
+    assert r.returncode == 0, r.stderr[-3000:]
+    logs = {p.name: p.read_text() for p in (r.run_dir / ".submitit").glob("*/*_log.err")}
+    logs.update({p.name: p.read_text() for p in (r.run_dir / ".submitit").glob("*/*_log.out")})
+    text = "\n".join(logs.values())
+    assert re.search(r"rank 0 trains decoder/\S+ with 1 intra-op threads", text) and re.search(
+        r"rank 1 trains decoder/\S+ with 1 intra-op", text
+    )
+    assert not list(r.run_dir.glob("*/train_ddp_process_*.log"))  # Lightning started no processes of its own
+    a = {p.name: load_file(str(p / "tensors.safetensors")) for p in Cache(tmp_path / "single").entries("space")}
+    b = {p.name: load_file(str(p / "tensors.safetensors")) for p in Cache(ddp_cache).entries("space")}
+    assert a.keys() == b.keys() and len(a) == 4
+    for key in a:
+        assert torch.equal(a[key]["labels"], b[key]["labels"]) and torch.allclose(a[key]["latents"], b[key]["latents"], atol=1e-5)
+    grid = pd.read_csv(r.run_dir / "grid.csv")
+    assert grid["status"].tolist() == ["ok"] and grid["native_acc"].iloc[0] > 0.85
+    assert len(list(r.run_dir.glob("*/metrics.json"))) == 1 and len(Cache(ddp_cache).entries("decoder")) == 1

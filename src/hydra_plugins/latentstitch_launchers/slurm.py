@@ -82,4 +82,3 @@ class SlurmLauncher(SubmititSlurmLauncher):
         tmp = job_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(failure, indent=2, sort_keys=True))
         os.replace(tmp, job_dir / "metrics.json")
-
