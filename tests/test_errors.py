@@ -74,3 +74,38 @@ def test_nan_latents_are_refused_before_caching(tmp_path):
         builder.space(encoder)
     spaces = Cache(tmp_path).entries("space")
     assert len(spaces) == 1 and json.loads((spaces[0] / "manifest.json").read_text())["spec"]["split"] == "train"
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs: room for the first cache entries, not for all of them (root only)."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_cache_disk_is_one_error_line_and_no_half_entry(cli, full_disk):
+    """Measured before: a Python traceback. Now one line naming the entry and the setting, exit 2
+    in a single run, a failed cell in a sweep, and only complete entries left in the cache."""
+    import pandas as pd
+
+    cache = full_disk / "cache"
+    r = cli([*TINY, "threads=1"], cache=cache)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(errors) == 1 and f"cannot write {cache}/" in errors[0], errors
+    assert "No space left on device" in errors[0] and "set paths.cache_dir (or LATENTSTITCH_CACHE) to another disk" in errors[0]
+    leftovers = [p for p in cache.rglob("*") if p.name.startswith((".tmp", ".write-test"))]
+    assert not leftovers, leftovers
+    for kind in ("encoder", "space", "decoder"):
+        for entry in Cache(cache).entries(kind):  # whatever is there is whole
+            assert Cache(cache).load(kind, entry.name) is not None
+    sweep = cli(["-m", *TINY, "threads=1"], cache=cache)
+    assert sweep.returncode == 1 and "Traceback" not in sweep.stderr, sweep.stderr[-2000:]
+    grid = pd.read_csv(sweep.run_dir / "grid.csv")
+    assert grid["status"].tolist() == ["failed"] and "No space left on device" in grid["error"].iloc[0]

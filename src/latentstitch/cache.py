@@ -27,6 +27,8 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
+from latentstitch.errors import write_error
+
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
@@ -93,16 +95,22 @@ class Cache:
             return None
 
     def save(self, kind: str, key: str, tensors: Tensors, spec: dict[str, Any]) -> Path:
-        """Write atomically: a temporary directory, renamed into place when complete."""
+        """Write atomically: a temporary directory, renamed into place when complete.
+
+        A write that fails (a full disk, an I/O error) removes the temporary directory and raises
+        one :class:`WriteError` naming the entry and ``paths.cache_dir``: no half entry is left.
+        """
         final = self.entry_dir(kind, key)
         tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
         try:
+            tmp.mkdir(parents=True)
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / TENSORS))
             manifest = {"kind": kind, "key": key, "spec": spec, "sha256": _sha256(tmp / TENSORS)}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
+        except Exception as e:  # noqa: BLE001 - any failed write of an entry is the disk's, not the data's
+            raise write_error(final, e, "paths.cache_dir (or LATENTSTITCH_CACHE)") from e
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final

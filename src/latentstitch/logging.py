@@ -13,6 +13,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from latentstitch.errors import write_error
+
 log = logging.getLogger(__name__)
 
 
@@ -51,21 +53,32 @@ def finish_logger(logger: Any) -> None:
         wandb.finish()
 
 
+OUTPUT_SETTING = "hydra.run.dir (hydra.sweep.dir in a multirun)"
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic: never leaves a half-written file behind."""
+    """Atomic: never leaves a half-written file behind (a failed write is one WriteError)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e, OUTPUT_SETTING) from e
 
 
 def write_cells_csv(path: Path, cells: list[dict[str, Any]]) -> None:
     columns = list(dict.fromkeys(k for cell in cells for k in cell))
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(cells)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(cells)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e, OUTPUT_SETTING) from e
 
 
 def _fmt(value: Any) -> str:

@@ -24,7 +24,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from latentstitch.cell import cell_identity, instantiate_setting
-from latentstitch.errors import ConfigError
+from latentstitch.errors import ConfigError, is_storage_error, write_error
 from latentstitch.experiments.outputs import config_hash, experiment_name
 from latentstitch.logging import write_json
 from latentstitch.runtime import configure_threads
@@ -96,10 +96,34 @@ def _record_failure(cfg: DictConfig, error: BaseException) -> None:
     except Exception:  # noqa: BLE001 - the config itself may be what is broken
         name, identity = "cells", {}
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(
-        out / "metrics.json", {"experiment": name, **identity, "status": "failed", "error": f"{type(error).__name__}: {error}"}
-    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(
+            out / "metrics.json",
+            {"experiment": name, **identity, "status": "failed", "error": f"{type(error).__name__}: {error}"},
+        )
+    except (OSError, ConfigError) as e:  # the run dir's disk itself: the grid counts a job without metrics.json as failed
+        log.error("could not record the failure in %s: %s", out, e)
+
+
+def user_error(e: BaseException, cfg: DictConfig) -> ConfigError | TranslationError | None:
+    """The one-line error ``e`` is for the user (a bad setting, a failed write), or None for a bug.
+
+    A failed write that no writer of ours caught (a checkpoint, the W&B dir, a picture) is named by
+    its path, with the setting that moves that path: the cache, the run dir or the logger's dir.
+    """
+    if isinstance(e, (ConfigError, TranslationError)):
+        return e
+    if not is_storage_error(e):
+        return None
+    path = str(getattr(e, "filename", None) or "")
+    settings = {
+        str(OmegaConf.select(cfg, "paths.cache_dir", default="")): "paths.cache_dir (or LATENTSTITCH_CACHE)",
+        str(OmegaConf.select(cfg, "logger.save_dir", default="")): "logger.save_dir",
+        str(OmegaConf.select(cfg, "paths.output_dir", default="")): "hydra.run.dir (hydra.sweep.dir in a multirun)",
+    }
+    setting = next((v for k, v in settings.items() if k and path.startswith(k)), "paths.cache_dir or hydra.run.dir")
+    return write_error(path or "a file", e, setting)
 
 
 def main(cfg: DictConfig) -> dict[str, Any] | None:
@@ -123,17 +147,19 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
             write_json(Path(cfg.paths.output_dir) / "metrics.json", done)
             return done
         return run(cfg)
-    except (ConfigError, TranslationError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        log.error("%s", e)
+    except Exception as e:
+        error = user_error(e, cfg)
+        if error is None:  # a bug: the traceback is the report
+            if not multirun:
+                raise
+            log.exception("cell failed")
+            _record_failure(cfg, e)
+            return None
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        log.error("%s", error)
         if not multirun:
             sys.exit(2)
-        _record_failure(cfg, e)
-    except Exception as e:
-        if not multirun:
-            raise
-        log.exception("cell failed")
-        _record_failure(cfg, e)
+        _record_failure(cfg, error)
     finally:
         if multirun:
             _finish_multirun_job()

@@ -144,7 +144,7 @@ def ensure_writable(directory: str | Path, setting: str) -> Path:
     probe = path / f".write-test-{uuid.uuid4().hex[:8]}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
+        probe.write_bytes(bytes(1 << 16))  # 64 KiB: a disk too full for the run's small files fails here, not in Hydra
         probe.unlink()
     except OSError as e:
         raise ConfigError(
