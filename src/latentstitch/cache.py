@@ -20,6 +20,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,18 @@ CACHE_VERSION = 1
 TENSORS, MANIFEST = "tensors.safetensors", "manifest.json"
 
 Tensors = dict[str, torch.Tensor]
+
+_BUILDING: ContextVar[Path | None] = ContextVar("latentstitch_building", default=None)
+
+
+def build_dir() -> Path | None:
+    """The scratch dir of the cache entry being built right now, or None outside a build.
+
+    A training that may be preempted keeps its checkpoints here (``<cache>/.partial/<kind>-<key>``):
+    a rerun of the same build (a requeued job, a resumed sweep) finds them under the same key and
+    resumes; the dir is removed once the entry is saved, or when the build fails.
+    """
+    return _BUILDING.get()
 
 
 def spec_key(kind: str, spec: dict[str, Any]) -> str:
@@ -115,6 +128,23 @@ class Cache:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
+    def partial_dir(self, kind: str, key: str) -> Path:
+        return self.root / ".partial" / f"{kind}-{key}"
+
+    def _build(self, kind: str, key: str, build: Callable[[], Tensors]) -> Tensors:
+        """``build()`` with :func:`build_dir` pointing at the entry's scratch dir. A build that
+        fails removes it; one that is killed or interrupted (preemption) keeps its checkpoints."""
+        scratch = self.partial_dir(kind, key)
+        token = _BUILDING.set(scratch)
+        try:
+            return build()
+        except Exception:
+            if global_rank() == 0:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        finally:
+            _BUILDING.reset(token)
+
     def get_or_build(self, kind: str, spec: dict[str, Any], build: Callable[[], Tensors], label: str = "") -> Tensors:
         key = spec_key(kind, spec)
         what = f"{kind} {label or key}".strip()
@@ -122,7 +152,7 @@ class Cache:
             return self._memo[(kind, key)]
         if global_rank() != 0:
             tensors = self.load(kind, key)
-            tensors = tensors if tensors is not None else build()
+            tensors = tensors if tensors is not None else self._build(kind, key, build)
         else:
             with self._lock(kind, key):
                 tensors = self.load(kind, key)
@@ -130,7 +160,8 @@ class Cache:
                     log.info("cache hit: %s [%s]", what, key)
                 else:
                     log.info("cache miss: %s [%s], building", what, key)
-                    tensors = build()
+                    tensors = self._build(kind, key, build)
                     self.save(kind, key, tensors, spec)
+                    shutil.rmtree(self.partial_dir(kind, key), ignore_errors=True)
         self._memo[(kind, key)] = tensors
         return tensors

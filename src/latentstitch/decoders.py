@@ -99,6 +99,7 @@ def train_head(
     name: str = "decoder",
     max_epochs: int | None = None,
     input_layer: nn.Module | None = None,
+    checkpoint_every: int = 0,
 ) -> nn.Module:
     """A freshly trained head on ``train = (latents, labels)`` (``max_epochs``: the dataset's cap).
 
@@ -121,7 +122,8 @@ def train_head(
     module = ClassifierModule(
         nn.Identity(), model, lr=float(head_cfg["lr"]), weight_decay=float(head_cfg.get("weight_decay", 0.0)), name=name
     )
-    fit_module(module, train, None, int(head_cfg["steps"]), int(head_cfg["batch_size"]), trainer_cfg, logger, max_epochs)
+    fit_module(module, train, None, int(head_cfg["steps"]), int(head_cfg["batch_size"]), trainer_cfg, logger, max_epochs,
+               checkpoint_every=checkpoint_every)  # fmt: skip
     return model
 
 
@@ -161,7 +163,8 @@ def get_decoder(spec: DecoderSpec, builder: SpaceBuilder) -> nn.Module:
         log.info("training decoder %s", spec.label)
         head = train_head(head_cfg, (target.train, target.train_labels), builder.items.num_classes, builder.trainer_cfg, builder.logger,
                           name=f"decoder/{target.label}", max_epochs=dataset_cfg.get("max_epochs"),
-                          input_layer=spec.input_layer() if spec.input_layer else None)  # fmt: skip
+                          input_layer=spec.input_layer() if spec.input_layer else None,
+                          checkpoint_every=builder.checkpoint_every)  # fmt: skip
         return {k: v.clone() for k, v in head.state_dict().items()}
 
     layer = spec.input_layer() if spec.input_layer else None

@@ -87,16 +87,24 @@ class SpaceBuilder:
     """Gets spaces out of the cache, training scratch encoders and encoding what is missing."""
 
     def __init__(
-        self, cache: Cache, items: ItemDataset, dataset_cfg: DictConfig, trainer_cfg: dict[str, Any], logger: Any = False
+        self,
+        cache: Cache,
+        items: ItemDataset,
+        dataset_cfg: DictConfig,
+        trainer_cfg: dict[str, Any],
+        logger: Any = False,
+        checkpoint_every: int = 0,
     ):
         self.cache, self.items, self.dataset_cfg = cache, items, dataset_cfg
         self.trainer_cfg, self.logger = trainer_cfg, logger
+        self.checkpoint_every = int(checkpoint_every)  # steps between training checkpoints (resume after preemption)
         self._frozen: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, cfg: DictConfig, items: ItemDataset, logger: Any = False) -> SpaceBuilder:
         """The builder for a composed run config: its cache dir, dataset and trainer settings."""
-        return cls(Cache(cfg.paths.cache_dir), items, cfg.dataset, OmegaConf.to_container(cfg.trainer, resolve=True), logger)
+        trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+        return cls(Cache(cfg.paths.cache_dir), items, cfg.dataset, trainer_cfg, logger, int(cfg.get("checkpoint_every") or 0))
 
     @cached_property
     def data(self) -> DatasetSplits:
@@ -159,6 +167,7 @@ class SpaceBuilder:
             batch_size=int(train.batch_size),
             trainer_cfg=self.trainer_cfg,
             logger=self.logger,
+            checkpoint_every=self.checkpoint_every,
         )
         log.info("trained encoder %s in %.1f s", encoder_label(encoder_cfg), time.perf_counter() - start)
         state = {k: v.clone() for k, v in module.state_dict().items()}

@@ -130,11 +130,42 @@ class AutoencoderModule(EncoderModule):
 
 
 def make_trainer(trainer_cfg: dict[str, Any], logger: Any = False, **overrides: Any) -> L.Trainer:
-    """A Lightning Trainer from the ``trainer`` config group; we cache weights ourselves."""
+    """A Lightning Trainer from the ``trainer`` config group; we cache weights ourselves (training
+    checkpoints only where :func:`fit_module` asks for them)."""
     kwargs = dict(trainer_cfg)
     kwargs.update(logger=logger, enable_checkpointing=False, enable_model_summary=False)
     kwargs.update(overrides)
     return L.Trainer(**kwargs)
+
+
+CHECKPOINT = "last.ckpt"
+
+
+def _checkpointing(every: int, label: str) -> tuple[list[L.Callback], str | None]:
+    """Callbacks that checkpoint a training every ``every`` optimizer steps into the scratch dir
+    of the cache entry being built, and the checkpoint to resume from if an earlier run of the
+    same build (a preempted or requeued job) left one. Outside a cache build, or with
+    ``every=0``: nothing."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from latentstitch.cache import build_dir
+
+    folder = build_dir()
+    if folder is None or every <= 0:
+        return [], None
+    callback = ModelCheckpoint(dirpath=folder, filename=CHECKPOINT.removesuffix(".ckpt"), every_n_train_steps=every,
+                               save_top_k=1, enable_version_counter=False)  # fmt: skip
+    last = folder / CHECKPOINT
+    if not last.is_file():
+        return [callback], None
+    try:
+        step = int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+    except Exception as e:  # noqa: BLE001 - a checkpoint cut short by the kill: start over
+        log.warning("%s: checkpoint %s is unreadable (%s): training from the start", label, last, e)
+        last.unlink(missing_ok=True)
+        return [callback], None
+    log.info("%s: resuming from its checkpoint at step %d (%s)", label, step, last)
+    return [callback], str(last)
 
 
 def loader(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False) -> DataLoader:
@@ -156,13 +187,16 @@ def fit_module(
     logger: Any = False,
     max_epochs: int | None = None,
     evaluations: int = 5,
+    checkpoint_every: int = 0,
 ) -> EncoderModule:
     """Train for ``steps`` optimizer steps, but at most ``max_epochs`` passes over ``train``.
 
     The models' budgets are in steps, sized for the large datasets (633 steps of 256 are 3
     epochs of Fashion-MNIST); a small dataset caps them with its ``max_epochs`` (30 epochs of the
     1,293 digits are 180 steps: beyond that more steps only overfit and cost time). Validation
-    runs once an epoch, but at most ``evaluations`` times in all.
+    runs once an epoch, but at most ``evaluations`` times in all. Inside a cache build,
+    ``checkpoint_every`` > 0 checkpoints the training every that many steps and resumes from the
+    build's last checkpoint (see :func:`_checkpointing`).
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"training needs steps >= 1 and batch_size >= 1, got steps={steps}, batch_size={batch_size}")
@@ -170,9 +204,10 @@ def fit_module(
     steps = budget_steps(steps, len(train_loader), max_epochs)
     val_loader = loader(*val, batch_size) if val is not None and len(val[1]) else None
     interval = max(len(train_loader), steps // max(1, evaluations))
-    trainer = make_trainer(trainer_cfg, logger=logger, max_steps=steps, max_epochs=-1,
-                           check_val_every_n_epoch=None, val_check_interval=min(interval, steps))  # fmt: skip
-    trainer.fit(module, train_loader, val_loader)
+    callbacks, resume = _checkpointing(checkpoint_every, getattr(module, "name", "model"))
+    trainer = make_trainer(trainer_cfg, logger=logger, max_steps=steps, max_epochs=-1, check_val_every_n_epoch=None,
+                           val_check_interval=min(interval, steps), callbacks=callbacks, enable_checkpointing=bool(callbacks))  # fmt: skip
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
     return module
 
 

@@ -19,7 +19,7 @@ from latentstitch.logging import finish_logger, make_logger, write_cells_csv, wr
 from latentstitch.runtime import ensure_run_dirs
 
 # settings that change how a run goes, not what it computes: a resumed cell may differ in them
-RUNTIME_ONLY_KEYS = ("paths", "threads", "trainer.enable_progress_bar")
+RUNTIME_ONLY_KEYS = ("paths", "threads", "trainer.enable_progress_bar", "checkpoint_every")
 
 
 def config_hash(cfg: DictConfig) -> str:
