@@ -37,17 +37,25 @@ QUIET = ["logger=none", "trainer.enable_progress_bar=false"]  # every dataset br
 
 
 def best_of(fn, repeats: int = 3) -> float:
-    """Shortest of ``repeats`` wall-clock timings of ``fn()``."""
+    """Shortest of ``repeats`` wall-clock timings of ``fn()`` (GPU work waited for)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return min(times)
 
 
 def bench_translators(
-    repeats: int = 5, d: int = 768, k: int = 2000, n: int = 10_000, threads_list: tuple[int, ...] = (1, 2), numpy: bool = True
+    repeats: int = 5,
+    d: int = 768,
+    k: int = 2000,
+    n: int = 10_000,
+    threads_list: tuple[int, ...] = (1, 2),
+    numpy: bool = True,
+    device: str = "cpu",
 ) -> dict:
     """Each translator's fit + transform on float32 latents, at 1 and at 2 threads, against
 
@@ -75,10 +83,11 @@ def bench_translators(
     x = torch.randn(n, d, generator=g)
     xa64, ya64, x64 = xa.double().numpy(), ya.double().numpy(), x.double().numpy()
     xa32, ya32, x32 = xa.numpy(), ya.numpy(), x.numpy()
+    xa, ya, x = xa.to(device), ya.to(device), x.to(device)  # device=cuda: our side on the GPU, NumPy on the CPU
     xs, ys = StandardScaling().fit_transform(xa), StandardScaling().fit_transform(ya)
     gram, xty = xs.T @ xs, xs.T @ ys
     lstsq = torch.cholesky_solve(xty, torch.linalg.cholesky(gram))
-    weight = torch.randn(d, d, generator=g)
+    weight = torch.randn(d, d, generator=g).to(device)
     load = os.getloadavg()
     print(f"translators: d={d}, {k} anchors, {n} points, float32 in; best of {repeats}, interleaved; "
           f"{os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f}")  # fmt: skip
@@ -118,7 +127,7 @@ def bench_translators(
         print(f"  {threads} thread{'s' if threads > 1 else ' '}: kernels {kernels} ms; load {os.getloadavg()[0]:.2f}")
         for name in names:
             fitted = TRANSLATORS[name]().fit(xa, ya)
-            out, ref = fitted.transform(x).double().numpy(), numpy_translate(name, xa64, ya64, x64)
+            out, ref = fitted.transform(x).double().cpu().numpy(), numpy_translate(name, xa64, ya64, x64)
             rel = np.abs(out - ref).max() / np.abs(ref).max()
             vs_numpy = {bits: t[name] / t[f"{name} NumPy{bits}"] if numpy else float("nan") for bits in (64, 32)}
             ratios = f"/ kernels {t[name] / sums[name]:4.2f}  / NumPy64 {vs_numpy[64]:4.2f}  / NumPy32 {vs_numpy[32]:4.2f}"
@@ -207,6 +216,38 @@ def bench_extraction(dataset: str) -> None:
         print(
             f"extraction: {name} on {len(labels)} {dataset} test images, time(Trainer.predict + gather) / time(bare torch loop): {ours / ref:.2f}"
         )
+    bench_frozen_extraction(ds)
+
+
+def bench_frozen_extraction(ds, name: str = "mobilenetv2", batch_size: int = 64) -> float:
+    """A pretrained encoder's extraction through our path (Trainer.predict over raw pixels, the
+    encoder preprocessing each batch, ordered gather) against a bare ``torch.inference_mode`` loop
+    over the same raw batches, same batch size and threads. Returns bare / ours (throughput ratio)."""
+    from omegaconf import OmegaConf
+
+    from latentstitch.data import load_dataset
+    from latentstitch.encoders.training import FrozenModule, extract_features
+    from latentstitch.encoders.zoo import build_frozen
+
+    items = load_dataset(ds, ROOT / "data")
+    ids = items.ids("test")
+    raw, labels = items.view_of("image", ids), items.labels_of("test")
+    encoder = build_frozen(OmegaConf.load(ROOT / "conf" / "encoder" / f"{name}.yaml")).load()
+    module = FrozenModule(encoder)
+    trainer_cfg = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
+
+    def bare():
+        with torch.inference_mode():
+            return torch.cat([encoder(raw[i : i + batch_size]) for i in range(0, len(raw), batch_size)])
+
+    def ours_fn():
+        return extract_features(module, raw, labels, batch_size, trainer_cfg)
+
+    assert torch.allclose(ours_fn(), bare(), atol=1e-4)
+    t_ours, t_bare = best_of(ours_fn, 2), best_of(bare, 2)
+    print(f"extraction: pretrained {name} on {len(labels)} {ds.name} test images ({torch.get_num_threads()} threads, batch {batch_size}), "
+          f"throughput(ours) / throughput(bare inference_mode loop): {t_bare / t_ours:.2f}")  # fmt: skip
+    return t_bare / t_ours
 
 
 def run_cli(args: list[str], cache: Path, out: Path) -> tuple[float, str]:
@@ -248,11 +289,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="latentstitch benchmarks (ratios from one run)")
     parser.add_argument("--only", nargs="*", default=["translators", "extraction", "cache", "grid"])
     parser.add_argument("--dataset", default="digits", help="dataset for the extraction / cache / grid benchmarks")
+    parser.add_argument("--device", default="cpu", help="where the translator benchmark runs: cpu or cuda (1 thread setting)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.only:
-        {"translators": bench_translators, "latentis": bench_latentis, "extraction": lambda: bench_extraction(args.dataset),
+        translators = (
+            (lambda: bench_translators(threads_list=(1,), numpy=False, device=args.device))
+            if args.device != "cpu"
+            else bench_translators
+        )
+        {"translators": translators, "latentis": bench_latentis, "extraction": lambda: bench_extraction(args.dataset),
          "cache": lambda: bench_cache(args.dataset), "grid": lambda: bench_grid(args.dataset)}[name]()  # fmt: skip
 
 

@@ -25,7 +25,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# a process start each (about 8 s); these share the path of a fast case and run with `make test-slow`
+SLOW_CASES = {"anchors_zero", "diverged_encoder", "zero_std", "bad_scaling"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
 def test_bad_input_fails_cleanly(cli, tmp_path, case):
     overrides, message = CASES[case]
     r = cli(TINY + overrides)

@@ -115,7 +115,7 @@ def test_sweep_where_every_cell_fails_exits_non_zero_with_a_grid(cli):
     assert "Traceback" not in r.stderr and "UserWarning" not in r.stderr
 
 
-@pytest.mark.parametrize("setting", ["paths.cache_dir", "hydra.run.dir", "hydra.sweep.dir"])
+@pytest.mark.parametrize("setting", ["paths.cache_dir", "hydra.run.dir", pytest.param("hydra.sweep.dir", marks=pytest.mark.slow)])
 def test_unwritable_directory_is_one_line_and_exit_2(tmp_path, setting):
     blocker = tmp_path / "a-file"
     blocker.write_text("")  # a directory cannot be created below a file
@@ -222,3 +222,31 @@ def test_data_hungry_encoders_scale_the_datasets_epoch_cap():
     assert epoch_cap(None, vit) is None  # Fashion-MNIST: no cap, the step budget alone
     assert budget_steps(vit.steps, 6, epoch_cap(30, vit)) == 720  # digits: 6 batches of 256 per epoch
     assert budget_steps(vit.steps, 211, epoch_cap(None, vit)) == 1055
+
+
+def test_a_killed_training_resumes_from_its_checkpoint(tmp_path):
+    """kill -9 while the encoder trains (a preempted job), then the same run again: the training
+    resumes from the build's last checkpoint (step > 0) and the scratch dir goes with the build.
+    (On the local SLURM with scontrol requeue, and against an uninterrupted run: the slow
+    tests/test_slurm.py::test_a_requeued_job_resumes_its_training.)"""
+    from conftest import ROOT, TINY, run_cli
+
+    cache = tmp_path / "cache"
+    long = [*TINY, "decoder=mlp", "dataset.max_epochs=1000", "encoder.train.steps=400", "checkpoint_every=50", "threads=1"]
+    cmd = [sys.executable, str(ROOT / "run.py"), *long, f"paths.cache_dir={cache}", f"hydra.run.dir={tmp_path / 'killed'}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(cache.glob(".partial/encoder-*/last.ckpt")):
+            time.sleep(0.2)
+        assert list(cache.glob(".partial/encoder-*/last.ckpt")), "no checkpoint appeared"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    again = run_cli(long, tmp_path, cache=cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    steps = [
+        int(s) for s in re.findall(r"encoder/mlp:s0: resuming from its checkpoint at step (\d+)", again.stdout + again.stderr)
+    ]
+    assert steps and steps[0] > 0
+    assert again.metrics["native_acc"] > 0.9 and not list(cache.glob(".partial/*/*"))

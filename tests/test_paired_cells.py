@@ -95,7 +95,11 @@ ERRORS = {
 }
 
 
-@pytest.mark.parametrize("case", list(ERRORS))
+# a process start each (about 8 s): these share the path of a fast case and run with `make test-slow`
+SLOW_CASES = {"missing_checkpoint", "missing_debian_package", "language_not_in_dataset"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in ERRORS])
 def test_errors_are_one_line_fast_and_write_nothing(tmp_path, case):
     overrides, message = ERRORS[case]
     start = time.perf_counter()

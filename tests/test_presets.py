@@ -56,6 +56,7 @@ def test_reconstruction_preset_stitches_autoencoders(cli):
     assert (r.run_dir / "grid_ortho.png").exists()
 
 
+@pytest.mark.slow  # 18 s; its composition is checked in-process above, the product of invariances in test_relative_cli.py
 def test_invariances_preset_sweeps_each_projection_and_their_product(cli):
     """The preset's list sweep gives one grid per product of invariances on digits (mlp -> cnn)."""
     r = cli([*TINY, "+experiment=invariances", "encoder=mlp", "decoder=cnn"])

@@ -60,7 +60,13 @@ ERRORS = {
 }
 
 
-@pytest.mark.parametrize("case", list(ERRORS))
+# each case is a process start (about 8 s); these run with `make test-slow`, their messages are also
+# checked in-process (test_relative.py::test_config_errors_before_any_training) or share the path of a fast case
+SLOW_CASES = {"unknown_projection", "inverse_relative_subsets_without_pruning", "bootstrap_seeds_above_num",
+              "similarity_unknown_aggregation", "similarity_unsupervised_more_clusters_than_samples", "aggregation_unknown_split"}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in ERRORS])
 def test_bad_setting_is_one_line_and_exit_2_before_training(cli, tmp_path, case):
     overrides, message = ERRORS[case]
     start = time.perf_counter()

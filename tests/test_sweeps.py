@@ -44,7 +44,8 @@ def test_basic_sweep_builds_grid_per_translator(cli):
 
 @pytest.mark.parametrize("launcher", [
     ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-    ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=15", "hydra.launcher.cpus_per_task=1"],
+    # submitit's path is in the fast suite through a real scheduler (test_slurm.py); this one runs with `make test-slow`
+    pytest.param(["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=15", "hydra.launcher.cpus_per_task=1"], marks=pytest.mark.slow),
 ])  # fmt: skip
 def test_concurrent_jobs_share_the_cache_and_train_each_encoder_once(cli, tmp_path, launcher):
     r = cli(["-m", *launcher, *TINY, "translator=ortho,linear"])
@@ -95,6 +96,7 @@ def test_ddp_extraction_equals_single_process(cli, tmp_path):
     assert ddp.metrics["native_acc"] > 0.85  # the decoder head was trained under DDP
 
 
+@pytest.mark.slow  # 44 s; DDP in a sweep job runs in the fast suite as SLURM tasks (test_slurm.py), DDP extraction above
 def test_ddp_inside_a_multirun(cli):
     """Two sweep jobs in one process, each training under 2-process DDP (the Hydra+DDP pitfall)."""
     r = cli(["-m", *TINY, "trainer=ddp_cpu", "encoder.seed=0,1"], timeout=900)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
 
 
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -13,6 +12,10 @@ def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def macro_f1(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    from sklearn.metrics import (
+        f1_score,  # imported here: scikit-learn costs 2 s at start-up, and a run that fails early never scores
+    )
+
     return float(f1_score(labels.cpu().numpy(), pred.cpu().numpy(), average="macro", zero_division=0))
 
 

@@ -28,6 +28,7 @@ from latentstitch.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
+FP32 = ("32-true", "32", "fp32", "None")  # Lightning's spellings of full precision
 
 
 @dataclass
@@ -138,13 +139,20 @@ class SpaceBuilder:
             return int(self.frozen(encoder_cfg).dim)
         return feature_dim(build_encoder(encoder_cfg, self.input_shape, self.data.num_classes).features, self.input_shape)
 
+    def _with_precision(self, spec: dict) -> dict:
+        """``spec`` plus the trainer's precision where it is not fp32: a bf16 / fp16 training or
+        extraction (``trainer.precision=bf16-mixed``, autocast by Lightning) gives other weights and
+        latents than fp32, so it must not share their cache entries. fp32 keys stay as they were."""
+        precision = str(self.trainer_cfg.get("precision", "32-true"))
+        return spec if precision in FP32 else {**spec, "precision": precision}
+
     def encoder(self, encoder_cfg: DictConfig) -> EncoderModule:
         if is_frozen(encoder_cfg):
             return FrozenModule(self.frozen(encoder_cfg))
         module = build_encoder(encoder_cfg, self.input_shape, self.data.num_classes)
         state = self.cache.get_or_build(
             "encoder",
-            encoder_spec(self.dataset_cfg, encoder_cfg),
+            self._with_precision(encoder_spec(self.dataset_cfg, encoder_cfg)),
             lambda: self._train(module, encoder_cfg),
             encoder_label(encoder_cfg),
         )
@@ -190,6 +198,7 @@ class SpaceBuilder:
         spec = encoder_spec(self.dataset_cfg, encoder_cfg)
         if is_frozen(encoder_cfg):
             spec["identity"] = self.frozen(encoder_cfg).identity()
+        spec = self._with_precision(spec)
         trained: list[EncoderModule] = []  # the encoder is loaded at most once, and only on a miss
 
         def encode(split: str) -> dict[str, torch.Tensor]:

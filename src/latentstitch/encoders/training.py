@@ -168,8 +168,17 @@ def _checkpointing(every: int, label: str) -> tuple[list[L.Callback], str | None
     return [callback], str(last)
 
 
-def loader(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False) -> DataLoader:
-    return DataLoader(IndexedTensors(inputs, labels), batch_size=batch_size, shuffle=shuffle, num_workers=0)
+def loader(
+    inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False, pin_memory: bool = False
+) -> DataLoader:
+    """Batches of in-memory inputs; ``pin_memory`` (on a GPU) makes their copy to the device asynchronous."""
+    return DataLoader(
+        IndexedTensors(inputs, labels), batch_size=batch_size, shuffle=shuffle, num_workers=0, pin_memory=pin_memory
+    )
+
+
+def on_gpu(trainer_cfg: dict[str, Any]) -> bool:
+    return str(trainer_cfg.get("accelerator", "cpu")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
 
 
 def budget_steps(steps: int, batches_per_epoch: int, max_epochs: int | None) -> int:
@@ -238,10 +247,14 @@ class OrderedGather(BasePredictionWriter):
 def extract_features(
     module: EncoderModule, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, trainer_cfg: dict[str, Any]
 ) -> torch.Tensor:
-    """``module.features`` over ``inputs`` via ``Trainer.predict``: one row per input, in order."""
+    """``module.features`` over ``inputs`` via ``Trainer.predict``: one row per input, in order.
+
+    The trainer's ``precision`` applies (``bf16-mixed`` / ``16-mixed``: Lightning autocasts the
+    forward; the latents come back float32); on a GPU the input batches are pinned."""
     gather = OrderedGather()
     trainer = make_trainer(trainer_cfg, callbacks=[gather])
-    trainer.predict(module, loader(inputs, labels, batch_size), return_predictions=False)
+    batches = loader(inputs, labels, batch_size, pin_memory=on_gpu(trainer_cfg) and isinstance(inputs, torch.Tensor))
+    trainer.predict(module, batches, return_predictions=False)
     result = gather.result
     if result is None or len(result) != len(labels):
         got = None if result is None else len(result)
