@@ -49,7 +49,7 @@ lint: install
 	$(PY) -m mypy
 
 test: lint data
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=25
 
 test-slow: install data
 	$(PY) -m pytest -m slow -q

@@ -250,3 +250,16 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path):
     ]
     assert steps and steps[0] > 0
     assert again.metrics["native_acc"] > 0.9 and not list(cache.glob(".partial/*/*"))
+
+
+def test_half_precision_spaces_and_encoders_have_their_own_cache_entries():
+    """trainer.precision=bf16-mixed trains and extracts other numbers than fp32: their cache keys
+    differ, and fp32 keys are what they were before precision was part of them."""
+    from latentstitch.encoders.spaces import SpaceBuilder
+
+    def keyed(precision):
+        builder = SpaceBuilder(cache=None, items=None, dataset_cfg=None, trainer_cfg={"precision": precision})
+        return builder._with_precision({"encoder": {"name": "mlp"}})
+
+    assert keyed("32-true") == keyed("32") == {"encoder": {"name": "mlp"}}
+    assert keyed("bf16-mixed") == {"encoder": {"name": "mlp"}, "precision": "bf16-mixed"} != keyed("16-mixed")
