@@ -226,6 +226,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "issue9-cache"  # shared with the other issue-9 test files
 
 
+@pytest.mark.slow  # 20 s; every strategy is tested in-process above, bootstrap cells in score_spaces
 def test_anchor_strategies_from_the_command_line(tmp_path, cache):
     """kmeans, fps and bootstrap cells side by side in one sweep; bootstrap reports its precision
     and the stitched accuracy of true anchors of the same count."""

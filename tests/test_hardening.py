@@ -29,6 +29,7 @@ def env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
+@pytest.mark.slow  # 28 s; resuming a sweep and a killed training are in the fast suite (test_slurm.py, below)
 def test_killed_sweep_resumes_and_digits_defaults_train_well(tmp_path):
     """A 2x2 digits grid with no override but the dataset, killed with SIGKILL once its first cell
     is done (the second must still train the cnn, so the kill lands mid-way), then re-run into the
@@ -208,6 +209,10 @@ def test_thread_setting_is_used_and_logged(cli):
     r = cli(["dataset=digits", "encoder=mlp", "decoder=mlp", "logger=none", "threads=1", "anchors.num=5000"])
     assert r.returncode == 2  # stops at the anchor check, after the threads are set
     assert "threads: 1 intra-op (threads setting)" in r.stdout + r.stderr
+
+
+@pytest.mark.slow  # a process start; configure_threads' errors are also tested in-process
+def test_a_bad_thread_setting_is_one_line(cli):
     bad = cli(["dataset=digits", "logger=none", "threads=zero"])
     assert bad.returncode == 2 and "error: threads='zero' must be a positive integer or auto" in bad.stderr
 
@@ -263,3 +268,12 @@ def test_half_precision_spaces_and_encoders_have_their_own_cache_entries():
 
     assert keyed("32-true") == keyed("32") == {"encoder": {"name": "mlp"}}
     assert keyed("bf16-mixed") == {"encoder": {"name": "mlp"}, "precision": "bf16-mixed"} != keyed("16-mixed")
+
+
+def test_bad_thread_settings_are_config_errors():
+    from latentstitch.errors import ConfigError
+    from latentstitch.runtime import configure_threads
+
+    for bad, message in (("zero", "threads='zero' must be a positive integer or auto"), (0, "threads=0 must be a positive integer")):
+        with pytest.raises(ConfigError, match=message):
+            configure_threads(bad, {"accelerator": "cpu", "devices": 1})

@@ -33,6 +33,7 @@ def test_preset_composes_into_a_sweep(name):
         )
 
 
+@pytest.mark.slow  # 18 s; the preset composes in-process above
 def test_anchor_count_preset_gives_a_curve(cli):
     r = cli([*TINY, "+experiment=anchor_count", "anchors.num=10,1000", "translator=ortho,linear"])
     assert r.returncode == 0, r.stderr[-3000:]

@@ -53,6 +53,7 @@ def test_changing_the_seed_is_a_miss_for_that_encoder_only(first_and_second):
     assert r.metrics["encoder"] == "mlp:s1"
 
 
+@pytest.mark.slow  # 17 s of process starts; the translators and heads are tested in-process (test_translation.py, test_relative.py)
 def test_other_translators_and_heads(first_and_second):
     _, _, tmp = first_and_second
     for extra in (["translator=linear", "head=svm"], ["translator=none", "head=linear"]):
@@ -66,6 +67,7 @@ def test_other_translators_and_heads(first_and_second):
             assert m["stitched_acc"] > 0.8 * m["native_acc"]
 
 
+@pytest.mark.slow  # 17 s; W&B offline runs in the fast suite through a sweep (test_sweeps.py)
 def test_csv_and_wandb_offline_loggers(first_and_second):
     _, _, tmp = first_and_second
     csv_run = run_cli(TINY + ["logger=csv"], tmp)

@@ -116,7 +116,6 @@ def test_a_failed_and_a_cancelled_cell_fail_the_sweep_not_hang_it(slurm, tmp_pat
     assert grid.loc["none", "status"] == "failed" and "needs equal dims" in grid.loc["none", "error"]
     assert grid.loc["ortho", "status"] == "failed" and re.search(r"ended CANCELLED", grid.loc["ortho", "error"]), grid["error"]
     assert ended < 120, f"the sweep took {ended:.0f} s to notice the cancelled job"
-    assert (run_dir / "grid_ortho.png").is_file()
 
 
 def test_ddp_ranks_are_the_slurm_tasks(slurm, tmp_path):
@@ -202,3 +201,18 @@ def test_a_requeued_job_resumes_its_training(slurm, tmp_path):
     assert plain.returncode == 0, plain.stderr[-3000:]
     for score in ("native_acc", "stitched_acc"):
         assert abs(resumed[score] - plain.metrics[score]) <= 0.02, (score, resumed[score], plain.metrics[score])
+
+
+@pytest.mark.slow  # over a minute: SLURM's smallest time limit is one minute
+def test_a_job_at_its_time_limit_is_a_failed_cell(slurm, tmp_path):
+    run_dir = tmp_path / "run0"
+    args = ["-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=0",
+            "hydra.launcher.signal_delay_s=10", *TINY, "dataset.max_epochs=100000", "encoder.train.steps=100000", "threads=1"]  # fmt: skip
+    start = time.time()
+    r = run_cli(args, tmp_path, cache=tmp_path / "cache", env=slurm, timeout=400)
+    assert r.returncode == 1, r.stderr[-3000:]
+    grid = pd.read_csv(run_dir / "grid.csv")
+    assert grid["status"].tolist() == ["failed"] and re.search(r"ended (TIMEOUT|CANCELLED|FAILED)", grid["error"].iloc[0]), grid[
+        "error"
+    ].iloc[0]
+    assert time.time() - start < 240

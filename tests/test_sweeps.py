@@ -59,6 +59,7 @@ def test_concurrent_jobs_share_the_cache_and_train_each_encoder_once(cli, tmp_pa
     assert not list((tmp_path / "cache").rglob(".tmp-*"))
 
 
+@pytest.mark.slow  # 15 s; failed cells are marked, and fail the sweep, in test_slurm.py and test_hardening.py
 def test_failed_cells_are_marked_and_exit_non_zero(cli):
     r = cli(["-m", *TINY, "encoder.model.num_features=64", "translator=none,ortho"])
     assert r.returncode == 1
@@ -75,6 +76,7 @@ def test_grid_of_an_empty_dir_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and f"error: no cells in {tmp_path}" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # 37 s; the same equality is asserted in the fast suite with the ranks as SLURM tasks (test_slurm.py)
 def test_ddp_extraction_equals_single_process(cli, tmp_path):
     """Encoders trained once on one process; the spaces extracted again by 2 gloo processes."""
     single = cli([*TINY, "trainer=cpu"], cache=tmp_path / "single")
