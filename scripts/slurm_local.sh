@@ -129,8 +129,18 @@ stop_pidfile() {
 }
 
 down() {
+  if alive "$BASE/run/slurmctld.pid"; then  # jobs first: their steps would outlive the daemons
+    SLURM_CONF=$BASE/etc/slurm.conf scancel --quiet --full --partition=local 2>/dev/null || true
+    local i
+    for i in $(seq 1 20); do
+      [[ -z $(SLURM_CONF=$BASE/etc/slurm.conf squeue -h -o %i 2>/dev/null) ]] && break
+      sleep 0.5
+    done
+  fi
   stop_pidfile "$BASE/run/slurmd.pid"
   stop_pidfile "$BASE/run/slurmctld.pid"
+  pkill -9 -f "$BASE/spool/" 2>/dev/null || true  # job scripts of ours still running (their slurmd is gone)
+  if ! pgrep -x slurmd >/dev/null; then pkill -9 -x slurmstepd 2>/dev/null || true; fi
   if [[ -f /run/munge/.started-by-latentstitch ]] && [[ $(cat /run/munge/.started-by-latentstitch) == "$BASE" ]]; then
     stop_pidfile /run/munge/munged.pid
     rm -f /run/munge/.started-by-latentstitch

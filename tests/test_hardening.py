@@ -274,6 +274,9 @@ def test_bad_thread_settings_are_config_errors():
     from latentstitch.errors import ConfigError
     from latentstitch.runtime import configure_threads
 
-    for bad, message in (("zero", "threads='zero' must be a positive integer or auto"), (0, "threads=0 must be a positive integer")):
+    for bad, message in (
+        ("zero", "threads='zero' must be a positive integer or auto"),
+        (0, "threads=0 must be a positive integer"),
+    ):
         with pytest.raises(ConfigError, match=message):
             configure_threads(bad, {"accelerator": "cpu", "devices": 1})
