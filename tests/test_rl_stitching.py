@@ -246,3 +246,33 @@ def test_a_terminated_run_takes_its_training_workers_with_it(tmp_path):
         w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
     ]
     assert not alive, f"orphaned workers still running: {alive}"
+
+
+def test_ppo_training_resumes_from_its_checkpoint(tmp_path, caplog):
+    """A training whose job was preempted after its first update (its checkpoint left in the
+    agent's .partial dir) continues from update 1: the curve's first row is the first training's,
+    only the second update runs again."""
+    import logging
+
+    from latentstitch.experiments.rl import train_agent
+
+    s = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/experiment/rl_stitching.yaml").rl, resolve=True)
+    s["steps"]["absolute"], s["retries"], s["checkpoint_every"] = (
+        2048,
+        0,
+        1,
+    )  # two PPO updates, a checkpoint after each but the last
+    anchors = collect_states(ENV, 8, 8, seed=0)
+    partial = tmp_path / "partial"
+    first = train_agent(s, WHITE, "absolute", anchors, threads=1, progress=False, partial=partial)
+    saved = partial / "attempt0.pt"
+    assert (
+        saved.is_file() and torch.load(saved, weights_only=False)["update"] == 1
+    )  # the state a job killed after its first update leaves
+    with caplog.at_level(logging.INFO, logger="latentstitch.rl.ppo"):
+        again = train_agent(s, WHITE, "absolute", anchors, threads=1, progress=False, partial=partial)
+    assert "resuming from its checkpoint at update 1 (1024 steps)" in caplog.text
+    assert again["curve.steps"].tolist() == [1024.0, 2048.0]
+    assert again["curve.return"][0].item() == first["curve.return"][0].item() or (
+        first["curve.return"][0].isnan() and again["curve.return"][0].isnan()
+    )

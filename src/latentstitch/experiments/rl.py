@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ def agent_spec(s: dict[str, Any], variation: Variation, kind: str, anchors: np.n
 
 
 def train_agent(s: dict[str, Any], variation: Variation, kind: str, anchors: np.ndarray, threads: int,
-                progress: bool) -> dict[str, torch.Tensor]:  # fmt: skip
+                progress: bool, partial: Path | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """Train one agent with PPO (runs in a worker process); its weights and learning curve.
 
     PPO on this sparse-reward task sometimes collapses into turning in place until the timeout
@@ -124,8 +125,10 @@ def train_agent(s: dict[str, Any], variation: Variation, kind: str, anchors: np.
         seed = agent_seed(s, variation, attempt)
         torch.manual_seed(seed)  # the initial weights; a reused worker's RNG state must not leak in
         agent = build_agent(s, frames)
+        checkpoint = None if partial is None else partial / f"attempt{attempt}.pt"  # a preempted job resumes here
         curve = train_ppo(agent, lambda n: make_vector_env(s["env"], s["tile_size"], variation, n), ppo_settings(s, kind),
-                          seed=seed, label=f"{kind} {variation.name}", progress=progress)  # fmt: skip
+                          seed=seed, label=f"{kind} {variation.name}", progress=progress, checkpoint=checkpoint,
+                          checkpoint_every=int(s.get("checkpoint_every", 10)))  # fmt: skip
         final = float(np.nanmean([row["return"] for row in curve[-10:]] or [0.0]))
         if final >= float(s["min_train_return"]) or attempt == int(s["retries"]):
             break
@@ -158,13 +161,15 @@ def train_agents(
         threads = max(1, torch.get_num_threads() // workers) if workers > 1 else torch.get_num_threads()
         log.info("training %d agents in %d processes x %d threads", len(missing), workers, threads)
         progress = bool(s["progress_bar"]) and workers == 1
+        partials = {job: cache.partial_dir("rl_agent", spec_key("rl_agent", spec)) for job, spec in specs.items()}
         with sigterm_as_interrupt():  # a killed run takes its training workers with it
             built = Parallel(n_jobs=workers, backend="loky" if workers > 1 else "sequential")(
-                delayed(train_agent)(s, v, kind, anchors, threads, progress) for kind, v in missing
+                delayed(train_agent)(s, v, kind, anchors, threads, progress, partials[(kind, v.name)]) for kind, v in missing
             )
         for (kind, v), tensors in zip(missing, built):
             spec = specs[(kind, v.name)]
             cache.save("rl_agent", spec_key("rl_agent", spec), tensors, spec)
+            shutil.rmtree(partials[(kind, v.name)], ignore_errors=True)
             found[(kind, v.name)] = tensors
     agents = {}
     for kind, v in jobs:

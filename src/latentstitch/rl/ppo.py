@@ -9,9 +9,11 @@ update see the same controller input space.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,22 +53,30 @@ def train_ppo(
     seed: int,
     label: str = "agent",
     progress: bool = False,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 10,
 ) -> list[dict[str, float]]:
     """Train ``agent`` in place; returns the learning curve, one row per update: environment steps,
-    mean return of the episodes that ended in that update, and the seconds so far."""
+    mean return of the episodes that ended in that update, and the seconds so far.
+
+    With ``checkpoint``, the agent, the optimiser, the update count, the curve and torch's RNG are
+    saved there every ``checkpoint_every`` updates, and a training that finds the file resumes from
+    it (a preempted or requeued job); the episodes in flight when it stopped are lost, the
+    environments start afresh from a seed of their own."""
     torch.manual_seed(seed)
     envs = make_envs(ppo.num_envs)
     optimiser = torch.optim.Adam(agent.parameters(), lr=ppo.lr, eps=1e-5)
     batch = ppo.num_envs * ppo.num_steps
     updates = max(1, ppo.total_steps // batch)
     minibatch = batch // ppo.minibatches
-    obs_np, _ = envs.reset(seed=seed)
+    curve: list[dict[str, float]] = []
+    first = _resume(checkpoint, agent, optimiser, curve, label, batch)
+    obs_np, _ = envs.reset(seed=seed + first)
     obs_buf = torch.zeros((ppo.num_steps, ppo.num_envs, *obs_np.shape[1:]), dtype=torch.uint8)
     actions, logps, values, rewards, dones = (torch.zeros(ppo.num_steps, ppo.num_envs) for _ in range(5))
     running = np.zeros(ppo.num_envs)
-    curve: list[dict[str, float]] = []
-    start = time.perf_counter()
-    bar = tqdm(range(updates), desc=f"ppo {label}", disable=not progress, leave=False)
+    start = time.perf_counter() - (curve[-1]["seconds"] if curve else 0.0)
+    bar = tqdm(range(first, updates), desc=f"ppo {label}", disable=not progress, leave=False)
     for update in bar:
         if ppo.anneal_lr:
             optimiser.param_groups[0]["lr"] = ppo.lr * (1.0 - update / updates)
@@ -106,11 +116,40 @@ def train_ppo(
         mean_return = float(np.mean(finished)) if finished else float("nan")
         curve.append({"steps": steps, "return": mean_return, "episodes": len(finished), "seconds": time.perf_counter() - start})
         bar.set_postfix(ret=f"{mean_return:.3f}")
+        if checkpoint is not None and (update + 1) % max(1, checkpoint_every) == 0 and update + 1 < updates:
+            _save(checkpoint, {"agent": agent.state_dict(), "optimiser": optimiser.state_dict(), "update": update + 1,
+                               "curve": curve, "rng": torch.get_rng_state()})  # fmt: skip
         if (update + 1) % max(1, updates // 10) == 0 or update + 1 == updates:
             log.info("ppo %s: %d/%d steps, mean return %.3f (%d episodes), %.0f s", label, steps, updates * batch,
                      mean_return, len(finished), time.perf_counter() - start)  # fmt: skip
     envs.close()
     return curve
+
+
+def _save(path: Path, state: dict) -> None:
+    """Atomically: a kill while saving leaves the previous checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path: Path | None, agent: Agent, optimiser: torch.optim.Optimizer, curve: list, label: str, batch: int) -> int:
+    """Load ``path`` into the agent, optimiser, curve and RNG; the update to continue from (0 without one)."""
+    if path is None or not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        agent.load_state_dict(state["agent"])
+        optimiser.load_state_dict(state["optimiser"])
+        torch.set_rng_state(state["rng"])
+    except Exception as e:  # noqa: BLE001 - an unreadable checkpoint: train from the start
+        log.warning("ppo %s: checkpoint %s is unreadable (%s): training from the start", label, path, e)
+        path.unlink(missing_ok=True)
+        return 0
+    curve.extend(state["curve"])
+    log.info("ppo %s: resuming from its checkpoint at update %d (%d steps)", label, state["update"], state["update"] * batch)
+    return int(state["update"])
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
