@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The relative-representation family on digits (mlp <-> cnn, 300 anchors): every number of the
-# README paragraph "Measured on digits (mlp <-> cnn, 300 anchors ...". Runs the sweeps below into
+# docs/results.md paragraph "Measured on digits (mlp <-> cnn, 300 anchors ...". Runs the sweeps below into
 # $OUT (default outputs/relative_family_digits), then prints one compact table from their
 # grid.csv / summary.csv / results files. Scores are the mean stitched accuracy of the two
 # cross-architecture cells (mlp -> cnn, cnn -> mlp); the diagonal cells are in grid.csv too.

@@ -1,6 +1,6 @@
-"""The translator benchmark behind the README's ratios runs, and its ratios hold loosely here.
+"""The translator benchmark behind docs/results.md's ratios runs, and its ratios hold loosely here.
 
-The README's figures (d=768, 2000 anchors, 10k points, quiet machine: 1.00-1.11 of the kernel sum)
+The figures there (d=768, 2000 anchors, 10k points, quiet machine: 1.00-1.11 of the kernel sum)
 come from ``python scripts/bench.py --only translators``. This smaller run guards the same claim
 with room for a busy machine: each translator's fit + transform within 2x of its unavoidable
 kernels timed alone in the same run (at load 4-5 on 2 cores this run measured 1.18-1.52), and,
