@@ -34,6 +34,9 @@ class ItemDataset:
     ``views["image"]`` is a tensor (N, C, H, W), uint8 or float in [0, 1]; ``views["text:<lang>"]``
     is a list of N strings. ``labels`` is None for unlabeled data (e.g. parallel sentences).
     ``info`` records provenance (files, packages, counts) and goes into run outputs.
+    ``keys`` are the items' external ids as strings (a file's path relative to the dataset root, a
+    table's id column); they default to the positions ``"0"``, ``"1"``, ... Embeddings made
+    elsewhere (``encoder=precomputed``) are matched to items by these keys.
     """
 
     name: str
@@ -43,15 +46,22 @@ class ItemDataset:
     num_classes: int = 0
     class_names: list[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    keys: list[str] | None = None
 
     def __post_init__(self) -> None:
         sizes = {name: len(view) for name, view in self.views.items()}
         if self.labels is not None:
             sizes["labels"] = len(self.labels)
+        if self.keys is not None:
+            sizes["keys"] = len(self.keys)
         if len(set(sizes.values())) > 1:
             raise ValueError(f"dataset {self.name}: views and labels differ in length: {sizes}")
         self.splits = {k: torch.as_tensor(v, dtype=torch.long).sort().values for k, v in self.splits.items()}
         self.splits.setdefault("val", torch.zeros(0, dtype=torch.long))
+        if self.keys is None:
+            self.keys = [str(i) for i in range(len(self))]
+        elif len(set(self.keys)) != len(self.keys):
+            raise ValueError(f"dataset {self.name}: item keys are not unique")
 
     def __len__(self) -> int:
         return len(next(iter(self.views.values())))
