@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentstitch.translation import TranslationError  # the package exports it before importing this module
+from latentstitch.translation.state import Persistent, count_parts, prefixed, scalar, unprefixed
 
 __all__ = [
     "AGGREGATIONS",
@@ -73,7 +74,7 @@ def _anchor_std(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------- projection
 
 
-class RelativeProjection:
+class RelativeProjection(Persistent):
     """``transform(x)[i, j]`` = similarity (or distance) of ``x[i]`` to anchor ``j``.
 
     kinds (``x'``, ``a'`` the latents after ``center`` / ``robust``):
@@ -110,6 +111,17 @@ class RelativeProjection:
     @property
     def num_anchors(self) -> int:
         return 0 if self.anchors is None else int(self.anchors.shape[0])
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "center": self.center, "robust": self.robust, "top_k": self.top_k, "power": self.power}
+
+    def _state(self) -> dict[str, torch.Tensor | None]:
+        if self.anchors is None:
+            raise RuntimeError("RelativeProjection is not fitted: call fit(anchors) first")
+        return {"mean": self.mean, "std": self.std, "anchors": self.anchors}
+
+    def _restore(self, state: dict[str, torch.Tensor]) -> None:
+        self.mean, self.std, self.anchors = state["mean"], state["std"], state["anchors"]
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is None or self.std is None:
@@ -235,7 +247,7 @@ def _label(name: str, settings: dict[str, Any], defaults: dict[str, Any], short:
     return "-".join(parts)
 
 
-class RelativeStitching:
+class RelativeStitching(Persistent):
     """Relative stitching (``translator=relative``): a projection method, not a translator.
 
     ``fit(x_anchors, y_anchors)`` fits one :class:`RelativeProjection` per entry of
@@ -289,6 +301,27 @@ class RelativeStitching:
 
     def check_dims(self, source_dim: int, target_dim: int) -> None:
         """Any two dims work: both sides are projected onto the same number of anchors."""
+
+    def config(self) -> dict[str, Any]:
+        return {k: v for k, v in self.settings().items() if k != "name"}
+
+    def _state(self) -> dict[str, torch.Tensor | None]:
+        if not self.source:
+            raise RuntimeError("RelativeStitching is not fitted: call fit(x_anchors, y_anchors) first")
+        state: dict[str, torch.Tensor | None] = {"num_anchors": scalar(self.num_anchors)}
+        for side, projections in (("source", self.source), ("target", self.target)):
+            for i, projection in enumerate(projections):
+                state.update(prefixed(f"{side}.{i}", projection._state()))
+        return state
+
+    def _restore(self, state: dict[str, torch.Tensor]) -> None:
+        self.num_anchors = int(state["num_anchors"])
+        for side in ("source", "target"):
+            part = unprefixed(side, state)
+            restored = [self._new(kind) for kind in self.projections]
+            for i, projection in enumerate(restored):
+                projection._restore(unprefixed(str(i), part))
+            setattr(self, side, restored)
 
     def check_anchors(self, num_anchors: int) -> None:
         if self.top_k is not None and self.top_k > num_anchors:
@@ -446,7 +479,7 @@ def _kmeans_once(pts: torch.Tensor, sq: torch.Tensor, k: int, gen: torch.Generat
     return centres
 
 
-class InverseRelativeTranslator:
+class InverseRelativeTranslator(Persistent):
     """Inverse relative projection (IRP; Maiorca et al., 2024): a translator into the absolute
     target space that needs no joint fit of the two spaces.
 
@@ -493,6 +526,25 @@ class InverseRelativeTranslator:
 
     def check_dims(self, source_dim: int, target_dim: int) -> None:
         """Any two dims (the target is recovered fully where the anchors span it: anchors.num >= its dim)."""
+
+    def config(self) -> dict[str, Any]:
+        return {"scaling": self.scaling, "prune_threshold": self.prune_threshold, "subsets": self.subsets,
+                "ridge": self.ridge, "seed": self.seed}  # fmt: skip
+
+    def _state(self) -> dict[str, torch.Tensor | None]:
+        if not self._parts:
+            raise RuntimeError("InverseRelativeTranslator is not fitted: call fit(x_anchors, y_anchors) first")
+        state: dict[str, torch.Tensor | None] = {"x_mean": self.x_mean, "y_mean": self.y_mean, "x_std": self.x_std,
+                                                 "y_std": self.y_std, "scale": scalar(self.scale)}  # fmt: skip
+        for i, (anchors, inverse_t) in enumerate(self._parts):
+            state.update({f"parts.{i}.anchors": anchors, f"parts.{i}.inverse_t": inverse_t})
+        return state
+
+    def _restore(self, state: dict[str, torch.Tensor]) -> None:
+        self.x_mean, self.y_mean, self.x_std, self.y_std = (state[k] for k in ("x_mean", "y_mean", "x_std", "y_std"))
+        self.scale, self.dtype = float(state["scale"]), torch.float32
+        self._parts = [(state[f"parts.{i}.anchors"], state[f"parts.{i}.inverse_t"]) for i in range(count_parts("parts", state))]
+        self.kept = [len(anchors) for anchors, _ in self._parts]
 
     def fit(self, x_anchors: torch.Tensor, y_anchors: torch.Tensor) -> InverseRelativeTranslator:
         x, y = _matrix("x_anchors", x_anchors).double(), _matrix("y_anchors", y_anchors).double()

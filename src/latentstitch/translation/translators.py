@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from latentstitch.translation.scaling import make_scaling
 from latentstitch.translation.solvers import all_finite, least_squares, lstsq_min_norm, nearest_orthogonal, solve_normal_equations
+from latentstitch.translation.state import Persistent, scalar
 
 __all__ = [
     "TRANSLATORS",
@@ -72,7 +73,7 @@ def _work_dtype(*dtypes: torch.dtype) -> torch.dtype:
     return torch.float64 if torch.float64 in dtypes else torch.float32
 
 
-class Translator:
+class Translator(Persistent):
     """Base class: scaling, validation and the fit/transform plumbing shared by all translators.
 
     After ``fit``: ``matrix`` is the estimate ``R`` between the scaled spaces (source dim x target
@@ -108,6 +109,25 @@ class Translator:
     def check_dims(self, source_dim: int, target_dim: int) -> None:
         """Raise TranslationError if this translator cannot map ``source_dim`` to ``target_dim``."""
 
+    # -- state (see latentstitch.translation.state) --------------------------------------------
+    def config(self) -> dict:
+        return {"scaling": self.scaling}
+
+    def _state(self) -> dict[str, torch.Tensor | None]:
+        x_mean, x_std = self.x_scaling.stats()
+        y_mean, y_std = self.y_scaling.stats()
+        return {"weight": _fitted(self.weight, type(self).__name__), "bias": self.bias, "matrix": self.matrix,
+                "shift": self._shift, "centred_bias": self._centred_bias, "x_mean": x_mean, "x_std": x_std,
+                "y_mean": y_mean, "y_std": y_std, "source_dim": scalar(self.source_dim), "target_dim": scalar(self.target_dim)}  # fmt: skip
+
+    def _restore(self, state: dict[str, torch.Tensor]) -> None:
+        self.weight, self.bias, self.matrix = state["weight"], state["bias"], state.get("matrix")
+        self._shift, self._centred_bias = state.get("shift"), state.get("centred_bias")
+        self.x_scaling.mean, self.x_scaling.std = state["x_mean"], state["x_std"]
+        self.y_scaling.mean, self.y_scaling.std = state["y_mean"], state["y_std"]
+        self.source_dim, self.target_dim = int(state["source_dim"]), int(state["target_dim"])
+        self._precision = self.weight.dtype
+
     def fit(self, x_anchors: torch.Tensor, y_anchors: torch.Tensor) -> Translator:
         """Estimate the translation from parallel anchors (row i of each side is the same item)."""
         x = _as_matrix("x_anchors", x_anchors).detach()
@@ -132,7 +152,7 @@ class Translator:
         self._fold(matrix, in_offset, out_offset, xw)
         for name in ("matrix", "weight", "bias", "_shift", "_centred_bias"):
             if getattr(self, name) is not None:
-                setattr(self, name, getattr(self, name).to(work))
+                setattr(self, name, getattr(self, name).to(work).contiguous())  # contiguous: saved and reloaded, it multiplies the same way
         return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:

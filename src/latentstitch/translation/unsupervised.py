@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from latentstitch.translation import TranslationError
 from latentstitch.translation.relative import _label, _matrix, kmeans
+from latentstitch.translation.state import Persistent, scalar
 
 __all__ = ["UnsupervisedTranslator", "procrustes"]
 
@@ -54,7 +55,7 @@ def _nearest_mean(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
     return torch.cat(out)
 
 
-class UnsupervisedTranslator:
+class UnsupervisedTranslator(Persistent):
     """mini-vec2vec: ``fit(x, y)`` on two *unpaired* samples of the two spaces (no anchors).
 
     Settings: ``clusters`` (k-means per space), ``repeats`` (independent k-means + matching rounds
@@ -101,6 +102,21 @@ class UnsupervisedTranslator:
 
     def check_dims(self, source_dim: int, target_dim: int) -> None:
         """Any two dims (Procrustes is semi-orthogonal where they differ)."""
+
+    def config(self) -> dict[str, Any]:
+        return {"scaling": self.scaling, "seed": self.seed, **{k: getattr(self, k) for k in self.DEFAULTS}}
+
+    def _state(self) -> dict[str, torch.Tensor | None]:
+        if self.weight is None:
+            raise RuntimeError("UnsupervisedTranslator is not fitted: call fit(x, y) first")
+        return {"weight": self.weight, "x_mean": self.x_mean, "y_mean": self.y_mean, "x_norm": scalar(self.x_norm),
+                "y_norm": scalar(self.y_norm), "source_centroids": self.centroids[0], "target_centroids": self.centroids[1]}  # fmt: skip
+
+    def _restore(self, state: dict[str, torch.Tensor]) -> None:
+        self.weight, self.x_mean, self.y_mean = state["weight"], state["x_mean"], state["y_mean"]
+        self.x_norm, self.y_norm = float(state["x_norm"]), float(state["y_norm"])
+        self.centroids = (state["source_centroids"], state["target_centroids"])
+        self.source_dim, self.target_dim, self.dtype = self.weight.shape[0], self.weight.shape[1], torch.float32
 
     def check_samples(self, n_x: int, n_y: int) -> None:
         need = max(self.clusters, self.neighbours)
