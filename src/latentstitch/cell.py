@@ -109,7 +109,7 @@ def cell_identity(cfg: DictConfig) -> dict[str, Any]:
         "scaling": cfg.translator.get("scaling", "standard"),
         "head": task.head_label(cfg.head),
         "anchors": anchors_label(cfg.anchors) if paired else "none",
-        "num_anchors": int(cfg.anchors.num) if paired else 0,
+        "num_anchors": (int(cfg.anchors.num) if str(cfg.anchors.num).isdigit() else None) if paired else 0,  # None: still auto
         "anchor_seed": int(cfg.anchors.seed),
         "dataset": cfg.dataset.name,
         "task": task.name,
@@ -266,6 +266,9 @@ class Cell:
         )
         scored = score_spaces(source, target, self.method, anchors, self.task, lambda spec: self.task.decoder(spec, builder),
                               self.target, self.head)  # fmt: skip
+        # the fitted cell, for +export=stitched: its anchors, decoder and the width the decoder reads
+        self.anchors_, self.decoder_ = anchors, scored.decoder
+        self.decoder_input_dim_ = int(scored.scores.get("projected_dim") or scored.scores["target_dim"])
         images = self.task.images(scored.decoder, scored.parts, builder, output_dir) if output_dir is not None else {}
         return scored.scores, images
 

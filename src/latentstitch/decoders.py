@@ -21,32 +21,14 @@ from latentstitch.encoders import Space, dataset_spec
 from latentstitch.encoders.training import ClassifierModule, fit_module
 from latentstitch.encoders.zoo import to_container
 from latentstitch.errors import ConfigError
+from latentstitch.heads import HEADS, build_head, input_dim, with_input_layer
+
+__all__ = ["HEADS", "DecoderSpec", "build_head", "get_decoder", "predict", "train_head", "with_input_layer"]
 
 if TYPE_CHECKING:
     from latentstitch.encoders import SpaceBuilder
 
 log = logging.getLogger(__name__)
-
-HEADS = ("mlp", "linear", "svm")
-
-
-def build_head(head_cfg: DictConfig | dict, dim: int, num_classes: int) -> nn.Module:
-    """The head network (latents -> logits) for ``head_cfg.name``."""
-    name = head_cfg["name"]
-    if name == "mlp":
-        hidden = int(head_cfg.get("hidden", 256))
-        layers: list[nn.Module] = [nn.LayerNorm(dim)] if head_cfg.get("input_norm", False) else []
-        layers += [
-            nn.Linear(dim, hidden),
-            nn.ReLU(),
-            nn.Dropout(float(head_cfg.get("dropout", 0.0))),
-            nn.Linear(hidden, num_classes),
-        ]
-        return nn.Sequential(*layers)
-    if name in ("linear", "svm"):
-        return nn.Sequential(nn.Linear(dim, num_classes))
-    raise ConfigError(f"head.name={name!r} is not one of {list(HEADS)}")
-
 
 def _fit_svm(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor, head_cfg: DictConfig | dict) -> None:
     """Standard-scaled linear SVM (one-vs-rest), folded into ``head``'s single Linear layer.
@@ -75,21 +57,6 @@ def _fit_svm(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor, head_
         head[0].bias.copy_(torch.from_numpy(np.nan_to_num(full_b, neginf=-1e9)))
 
 
-def _input_dim(input_layer: nn.Module | None, dim: int) -> int:
-    """The head's input width: ``dim``, or what ``input_layer`` turns ``dim`` features into."""
-    if input_layer is None:
-        return dim
-    if hasattr(input_layer, "out_dim"):
-        return int(input_layer.out_dim)
-    with torch.no_grad():
-        return int(input_layer.eval()(torch.zeros(2, dim)).shape[1])
-
-
-def with_input_layer(input_layer: nn.Module | None, head: nn.Module) -> nn.Module:
-    """``head`` behind ``input_layer`` (a projection method's normalisation / aggregation)."""
-    return head if input_layer is None else nn.Sequential(input_layer, head)
-
-
 def train_head(
     head_cfg: DictConfig | dict,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -107,7 +74,7 @@ def train_head(
     head and is trained with it; the SVM head can only use a layer that needs no training.
     """
     L.seed_everything(int(head_cfg.get("seed", 0)), workers=True, verbose=False)
-    head = build_head(head_cfg, _input_dim(input_layer, train[0].shape[1]), num_classes)
+    head = build_head(head_cfg, input_dim(input_layer, train[0].shape[1]), num_classes)
     if head_cfg["name"] == "svm":
         latents = train[0]
         if input_layer is not None:
@@ -168,7 +135,7 @@ def get_decoder(spec: DecoderSpec, builder: SpaceBuilder) -> nn.Module:
         return {k: v.clone() for k, v in head.state_dict().items()}
 
     layer = spec.input_layer() if spec.input_layer else None
-    head = with_input_layer(layer, build_head(head_cfg, _input_dim(layer, target.dim), builder.items.num_classes))
+    head = with_input_layer(layer, build_head(head_cfg, input_dim(layer, target.dim), builder.items.num_classes))
     head.load_state_dict(builder.cache.get_or_build("decoder", spec.cache_key(dataset_cfg), build, spec.label))
     return head.eval()
 

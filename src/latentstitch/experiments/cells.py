@@ -22,6 +22,7 @@ from latentstitch.data import load_dataset
 from latentstitch.encoders import SpaceBuilder
 from latentstitch.encoders.training import quiet_lightning
 from latentstitch.experiments.outputs import RunOutputs
+from latentstitch.export import check_export, write_export
 from latentstitch.logging import format_cell
 from latentstitch.runtime import ensure_writable
 
@@ -34,15 +35,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     quiet_lightning()
     ensure_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    items = load_dataset(cfg.dataset, cfg.paths.data_dir)  # first: it resolves dataset.anchors=auto, which anchors.num reads
     cell = Cell.from_config(cfg)
-    items = load_dataset(cfg.dataset, cfg.paths.data_dir)
     builder = SpaceBuilder.from_config(cfg, items)
     cell.check(builder)
     rank0 = global_rank() == 0
     with RunOutputs(cfg, group=_sweep_name()) as out:
+        export = check_export(cfg, cell, builder, out.dir)  # +export=stitched: before anything trains
         builder.logger = out.logger
         scores, images = cell.evaluate(builder, out.dir if rank0 else None)
         result = {**cell_identity(cfg), **scores}
+        if export is not None and rank0:
+            result["export_dir"] = str(write_export(export, cfg, cell, builder, result))
         return out.finish(result, [result], images, console=format_cell(result), write=rank0)
 
 
