@@ -97,3 +97,27 @@ def test_an_existing_export_dir_fails_before_training(cli, tmp_path):
     assert errors == [f"error: export.dir={taken} already exists: pick another export.dir or remove it"]
     assert not any((tmp_path / "cache").glob("*/*")), "nothing may be cached by a run that fails its checks"
     assert list(taken.iterdir()) == []
+
+
+@pytest.mark.slow  # ~60 s of text encoding; the export and fresh-process load paths run fast in the digits tests above
+def test_a_pretrained_text_source_is_exported_as_a_reference(tmp_path):
+    from conftest import run_cli
+
+    args = [
+        "dataset=wordnet",
+        "encoder=minilm",
+        "decoder=use",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "+export=stitched",
+    ]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stitched = result.run_dir / "stitched"
+    config = json.loads((stitched / "config.json").read_text())
+    assert config["source"]["kind"] == "frozen" and config["source"]["identity"]["encoder"] == "MiniLM"
+    glosses = ["a large carnivorous feline with a tawny coat", "a hand tool for cutting wood"]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), str(stitched), *glosses], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [line.split("\t")[1] for line in proc.stdout.strip().splitlines()] == ["noun.animal", "noun.artifact"]
