@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def _fit_svm(head: nn.Module, latents: torch.Tensor, labels: torch.Tensor, head_cfg: DictConfig | dict) -> None:
     """Standard-scaled linear SVM (one-vs-rest), folded into ``head``'s single Linear layer.
 

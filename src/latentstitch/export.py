@@ -43,7 +43,7 @@ def check_export(cfg: DictConfig, cell: Cell, builder: SpaceBuilder, run_dir: Pa
         return None
     if cell.task.name != "classification":
         raise ConfigError(f"+export=stitched exports a classifier; task={cell.task.name} has no decoder head to export")
-    if _is_precomputed(cell.source):
+    if cell.source.get("kind") == "precomputed" or _is_precomputed(cell.source):
         raise ConfigError("+export=stitched: encoder=precomputed has no network to export (the source must encode raw inputs)")
     if target.exists():
         raise ConfigError(f"export.dir={target} already exists: pick another export.dir or remove it")
@@ -74,10 +74,12 @@ def source_entry(cell: Cell, builder: SpaceBuilder) -> tuple[dict[str, Any], dic
         return entry, {k: v.detach().clone() for k, v in module.features.state_dict().items()}
     encoder = builder.frozen(cfg)
     view = view_of(cfg)
-    entry.update(kind="frozen", view="text" if view.startswith("text:") else view, identity=encoder.identity(),
-                 model=encoder.export_config() if hasattr(encoder, "export_config") else _resolved(cfg.model))  # fmt: skip
-    weights = encoder.export_weights() if hasattr(encoder, "export_weights") else {}
-    return entry, weights
+    entry.update(kind="frozen", view="text" if view.startswith("text:") else view, identity=encoder.identity())
+    if cfg.get("kind") == "module":  # a user's network: its weights travel with the export, not its checkpoint path
+        entry["kind"] = "module"
+        return entry, {k: v.detach().clone() for k, v in encoder.load().net.state_dict().items()}
+    entry["model"] = _resolved(cfg.model)  # a pretrained model by reference: its class (package and version in identity)
+    return entry, {}
 
 
 def _class_names(builder: SpaceBuilder) -> list[str]:

@@ -45,5 +45,3 @@ def input_dim(input_layer: nn.Module | None, dim: int) -> int:
 def with_input_layer(input_layer: nn.Module | None, head: nn.Module) -> nn.Module:
     """``head`` behind ``input_layer`` (a projection method's normalisation / aggregation)."""
     return head if input_layer is None else nn.Sequential(input_layer, head)
-
-

@@ -154,11 +154,15 @@ def build_source(source: dict[str, Any], weights: dict[str, torch.Tensor]) -> tu
         network = instantiate(source["model"], "source.model")
         network.load_state_dict(weights)
         return network.eval(), ScratchPreprocess(**source["preprocess"])
+    if kind == "module":  # a user's network (encoder=module): rebuilt from its config, weights from the export
+        from latentstitch.encoders.pretrained.module import ModuleEncoder, load_weights
+
+        module = ModuleEncoder.from_config({**source["config"], "checkpoint": None}, "source.config").load()
+        load_weights(module.net, weights, "the exported encoder weights")
+        return module, None
     encoder = instantiate(source["model"], "source.model")
     if not isinstance(encoder, FrozenEncoder):
         raise ConfigError(f"source.model._target_={source['model'].get('_target_')} did not build a frozen encoder")
-    if weights:  # a user's network (encoder=module): its weights travel with the model
-        encoder.load_weights(weights)
     identity = encoder.identity()
     if identity != source["identity"]:
         warnings.warn(f"the source encoder's identity differs from the exported one ({identity} vs {source['identity']}): "

@@ -5,10 +5,15 @@ pretrained encoders only run inference, on the view they read (``image`` or ``te
 each with its own per-batch preprocessing. Either way a space is keyed in the cache by everything
 that determines it: the dataset and its splits, the encoder's config and, for a frozen encoder,
 its identity (package version or weights hash, preprocessing).
+
+Embeddings made elsewhere (``encoder=precomputed``) read the pseudo-view ``id``: they get the
+split's item positions, matched to the file's rows by the dataset's item keys when the encoder is
+built, so an item without an embedding fails before anything trains.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,8 +26,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentstitch.cache import Cache
 from latentstitch.data import DatasetSplits, ItemDataset, image_splits, text_view
+from latentstitch.encoders.pretrained.precomputed import ID_VIEW
 from latentstitch.encoders.training import EncoderModule, FrozenModule, budget_steps, extract_features, fit_module
-from latentstitch.encoders.zoo import build_encoder, build_frozen, encoder_label, feature_dim, is_frozen, to_container
+from latentstitch.encoders.zoo import (
+    build_encoder,
+    build_frozen,
+    encoder_label,
+    feature_dim,
+    is_frozen,
+    to_container,
+    user_kind,
+)
 from latentstitch.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,6 +62,9 @@ class Space:
 
 # what only trains scratch encoders (normalisation, budget): irrelevant to a frozen encoder's space
 TRAINING_KEYS = ("mean", "std", "channels", "image_size", "max_epochs", "num_classes")
+# where a user's file is and what it is called: its identity holds the file's sha256 instead, so a
+# moved or renamed file keeps its cached spaces (``encoder=precomputed`` / ``encoder=module``)
+LOCATION_KEYS = ("path", "checkpoint", "label")
 
 
 def epoch_cap(dataset_max_epochs: int | None, train_cfg: DictConfig) -> int | None:
@@ -74,6 +91,8 @@ def encoder_spec(dataset_cfg: DictConfig, encoder_cfg: DictConfig) -> dict:
     if is_frozen(encoder_cfg):
         encoder = to_container(encoder_cfg)
         encoder.pop("batch_size", None)  # how many at a time does not change the outputs
+        for key in LOCATION_KEYS if user_kind(encoder_cfg) else ():
+            encoder.pop(key, None)
         return {"dataset": dataset_spec(dataset_cfg, frozen=True), "encoder": encoder}
     return {"dataset": dataset_spec(dataset_cfg), "encoder": to_container(encoder_cfg)}
 
@@ -118,13 +137,18 @@ class SpaceBuilder:
 
     def frozen(self, encoder_cfg: DictConfig) -> Any:
         """The frozen encoder of ``encoder_cfg`` (built once; weights load on first use)."""
-        key = encoder_label(encoder_cfg)
+        key = json.dumps(to_container(encoder_cfg), sort_keys=True, default=str)  # two files may share a label
         if key not in self._frozen:
-            self._frozen[key] = build_frozen(encoder_cfg)
+            encoder = build_frozen(encoder_cfg)
+            if encoder.view == ID_VIEW:  # embeddings made elsewhere: match the file's rows to our items now
+                encoder.bind(self.items.keys, self.items.name)
+            self._frozen[key] = encoder
         return self._frozen[key]
 
     def check_view(self, encoder_cfg: DictConfig) -> str:
         view = view_of(encoder_cfg)
+        if view == ID_VIEW:  # item positions: every dataset has them
+            return view
         if view not in self.items.views:
             raise ConfigError(
                 f"encoder {encoder_label(encoder_cfg)} reads the view {view!r}, which dataset {self.items.name} does not have "
@@ -188,9 +212,11 @@ class SpaceBuilder:
 
     def _inputs(self, encoder_cfg: DictConfig, split: str) -> Any:
         """What the encoder reads for ``split``: normalised images for a scratch encoder, the raw
-        view (pixels or strings) for a frozen one, which preprocesses per batch."""
+        view (pixels or strings) for a frozen one, which preprocesses per batch, or the item
+        positions for embeddings made elsewhere (view ``id``)."""
         if is_frozen(encoder_cfg):
-            return self.items.view_of(self.check_view(encoder_cfg), self.items.ids(split))
+            view = self.check_view(encoder_cfg)
+            return self.items.ids(split) if view == ID_VIEW else self.items.view_of(view, self.items.ids(split))
         return self.data.split(split).images
 
     def space(self, encoder_cfg: DictConfig) -> Space:

