@@ -124,7 +124,7 @@ def write_export(target: Path, cfg: DictConfig, cell: Cell, builder: SpaceBuilde
             "input_layer": bool(method.projection_method),
         },  # fmt: skip
         "target": {"label": result.get("decoder"), "config": _resolved(cell.target)},
-        "dataset": {k: v for k, v in _resolved(cfg.dataset).items() if k != "loader"},
+        "dataset": _resolved(cfg.dataset),
         "anchors": {
             "strategy": result.get("anchors"),
             "num": result.get("num_anchors"),
