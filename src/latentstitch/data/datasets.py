@@ -18,6 +18,7 @@ import torch
 
 from latentstitch.data.idx import find_idx, read_idx
 from latentstitch.data.items import ItemDataset, carve_val
+from latentstitch.data.lazy_images import stack_images
 from latentstitch.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,9 @@ def image_splits(items: ItemDataset, mean: list[float], std: list[float]) -> Dat
     """The normalised in-memory tensors a scratch encoder trains on, one Split per split's ids."""
     if len(std) == 0 or min(std) <= 0:
         raise ConfigError(f"dataset.std={list(std)} must be positive (per-channel standard deviation)")
-    images = items.require_view("image")
-    parts = {name: Split(normalise_images(images[items.ids(name)], mean, std), items.labels_of(name)) for name in ("train", "val", "test")}
+    images = items.require_view("image")  # a tensor, or a lazy view decoded here (scratch encoders train in memory)
+    parts = {name: Split(normalise_images(stack_images(images[items.ids(name)]), mean, std), items.labels_of(name))
+             for name in ("train", "val", "test")}  # fmt: skip
     return DatasetSplits(name=items.name, num_classes=items.num_classes, **parts)
 
 

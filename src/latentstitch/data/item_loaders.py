@@ -8,13 +8,14 @@ turns an unknown one into a ConfigError that lists the loader's options.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from latentstitch.data.emoji import load_emoji
 from latentstitch.data.gettext_catalogs import load_gettext
-from latentstitch.data.hf import load_ag_news, load_dbpedia_14, load_imdb, load_trec
+from latentstitch.data.hf import load_ag_news, load_dbpedia_14, load_hf_dataset, load_imdb, load_trec
 from latentstitch.data.items import ItemDataset
+from latentstitch.data.user import load_folder, load_table
 from latentstitch.data.wordnet import load_wordnet
 from latentstitch.errors import ConfigError
 
@@ -26,6 +27,9 @@ ITEM_LOADERS: dict[str, Callable[..., ItemDataset]] = {
     "trec": load_trec,
     "dbpedia_14": load_dbpedia_14,
     "imdb": load_imdb,
+    "folder": load_folder,  # the user's own files (dataset=folder | table | hf)
+    "table": load_table,
+    "hf": load_hf_dataset,
 }
 
 

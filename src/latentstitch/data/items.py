@@ -31,7 +31,8 @@ def text_view(language: str) -> str:
 class ItemDataset:
     """Items with optional labels, views keyed by name, and splits as sorted int64 id tensors.
 
-    ``views["image"]`` is a tensor (N, C, H, W), uint8 or float in [0, 1]; ``views["text:<lang>"]``
+    ``views["image"]`` is a tensor (N, C, H, W), uint8 or float in [0, 1], or a lazy view of N images
+    decoded per batch (``lazy_images.LazyImages``: only its length is read here); ``views["text:<lang>"]``
     is a list of N strings. ``labels`` is None for unlabeled data (e.g. parallel sentences).
     ``info`` records provenance (files, packages, counts) and goes into run outputs.
     ``keys`` are the items' external ids as strings (a file's path relative to the dataset root, a
@@ -88,11 +89,12 @@ class ItemDataset:
         return self.views[view]
 
     def view_of(self, view: str, ids: torch.Tensor) -> Any:
-        """The ``view`` data of the items ``ids``: a tensor slice or a list of strings."""
+        """The ``view`` data of the items ``ids``: a list of strings for a text view; for an image
+        view, a tensor slice or, for a lazy view (``lazy_images``), a lazy subset, nothing decoded."""
         data = self.require_view(view)
-        if isinstance(data, torch.Tensor):
-            return data[ids]
-        return [data[i] for i in ids.tolist()]
+        if isinstance(data, (list, tuple)):
+            return [data[i] for i in ids.tolist()]
+        return data[ids]
 
 
 def carve_val(train_ids: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
