@@ -87,7 +87,7 @@ class Persistent:
         method_cls = _REGISTRY.get(class_name)
         if method_cls is None or not issubclass(method_cls, cls):
             raise ValueError(f"{class_name!r} is not a {cls.__name__} (known: {sorted(_REGISTRY)})")
-        return method_cls(**config).load_state_dict(state)  # type: ignore[return-value]
+        return method_cls(**config).load_state_dict(state)
 
 
 def scalar(value: float | int) -> torch.Tensor:
