@@ -29,8 +29,10 @@ class Result:
         return json.loads((self.run_dir / "metrics.json").read_text())
 
 
-def run_cli(args: list[str], tmp: Path, cache: Path | None = None, timeout: int = 600, env: dict | None = None) -> Result:
-    run_dir = tmp / f"run{len(list(tmp.glob('run*')))}"
+def run_cli(args: list[str], tmp: Path, cache: Path | None = None, timeout: int = 600, env: dict | None = None,
+            run_dir: Path | None = None) -> Result:  # fmt: skip
+    """``run.py args`` in a fresh ``run<N>`` dir under ``tmp`` (or ``run_dir``: the same sweep again, to resume it)."""
+    run_dir = run_dir or tmp / f"run{len(list(tmp.glob('run*')))}"
     cache = cache or tmp / "cache"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}
     dirs = [f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}"]  # run_dir is the sweep dir in a multirun

@@ -122,6 +122,7 @@ ASIF = ["+experiment=asif", "dataset.max_train=200", "dataset.max_test=100", "as
         "logger=none", "trainer.enable_progress_bar=false"]  # fmt: skip
 
 
+@pytest.mark.slow  # 27 s; ASIF itself is tested in-process in test_relative.py
 def test_asif_on_emoji_from_the_command_line(tmp_path):
     """Zero-shot through 200 paired anchors, no training (~50 s, mostly encoding 300 images).
     Measured: 200 anchors, k=10, p=1: 0.48 against the majority class 0.19 (9 groups); the SVM

@@ -219,6 +219,7 @@ def loky_children(parent: int) -> set[int]:
     return found
 
 
+@pytest.mark.slow  # 26 s; the RL preset runs end to end in test_rl_run_writes_grids_curves_and_metrics
 def test_a_terminated_run_takes_its_training_workers_with_it(tmp_path):
     """SIGTERM to run.py while agents train in loky workers: the workers end too, not orphaned."""
     import os

@@ -8,6 +8,7 @@ classification cell on the folder, a cross-lingual retrieval cell on a CSV, and 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from latentstitch.encoders.training import loader
 from latentstitch.errors import ConfigError
 from latentstitch.tasks import Classification
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 CONF = ROOT / "conf" / "dataset"
 PER_CLASS = 30
@@ -307,16 +308,22 @@ def test_hf_hub_id_offline_is_one_line(tmp_path):
 # ------------------------------------------------------------------------------- end to end
 
 
-def test_cli_folder_cell(cli, digit_folder):
-    r = cli(["dataset=folder", f"dataset.root={digit_folder}", "dataset.image_size=16", "encoder=mlp", "decoder=cnn",
-             "logger=none", "trainer.enable_progress_bar=false", "threads=1"])  # fmt: skip
+def test_cli_folder_cell_and_its_resumed_sweep(digit_folder, tmp_path):
+    args = ["-m", "dataset=folder", f"dataset.root={digit_folder}", "dataset.image_size=16", "encoder=mlp", "decoder=cnn",
+            "logger=none", "trainer.enable_progress_bar=false", "threads=1"]  # fmt: skip
+    r = run_cli(args, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    m = r.metrics
+    m = json.loads((r.run_dir / "0" / "metrics.json").read_text())
+    # the same sweep again: the finished cell is kept, although its anchors.num was filled in from `auto`
+    again = run_cli(args, tmp_path, run_dir=r.run_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed: cells mlp:s0 -> cnn:s0" in again.stdout + again.stderr
     assert m["dataset"] == "folder" and m["num_anchors"] == 54 and m["task"] == "classification"
     # seen: native 0.97, stitched 0.98, untranslated 0.17 (chance 0.1)
     assert m["native_acc"] > 0.8 and m["stitched_over_native"] > 0.8 and m["untranslated_acc"] < 0.4
 
 
+@pytest.mark.slow  # 13 s; table loading with text columns is fast in-process above, cross-lingual retrieval cells in test_paired_cells.py
 def test_cli_cross_lingual_retrieval_on_a_csv(cli, tmp_path):
     """French sentences under USE, stitched into MiniLM's English space, find their own English sentence.
 
@@ -336,6 +343,7 @@ def test_cli_cross_lingual_retrieval_on_a_csv(cli, tmp_path):
     assert m["stitched_top1"] > 0.5 and m["stitched_top5"] > 0.8  # chance: 1/60 and 5/60 (seen: 0.72, 0.95)
 
 
+@pytest.mark.slow  # 8 s; the same error is checked in-process above, and one-line CLI errors in test_export.py / test_errors.py
 def test_cli_misspelled_column_is_one_line(cli, emoji_frame, tmp_path):
     emoji_frame.to_csv(tmp_path / "emoji.csv", index=False)
     r = cli(["dataset=table", f"dataset.path={tmp_path / 'emoji.csv'}", "dataset.text_column=en", "dataset.label_column=nope"])

@@ -396,6 +396,7 @@ torch.save(encoder(torch.load({str(tmp_path / "x.pt")!r})), {str(tmp_path / "z.p
 CELL = ["dataset=digits", "logger=none", "trainer.enable_progress_bar=false", "threads=1"]
 
 
+@pytest.mark.slow  # 15 s; precomputed embeddings run through run.py in the module -> precomputed test below
 def test_precomputed_embeddings_stitch_into_a_cnn_through_run_py(tmp_path, items, embeddings):
     """A sweep of two cells (one process): the projection's space stitched into the cnn's by ortho,
     against the identity as the baseline."""
@@ -434,6 +435,7 @@ def test_a_torch_module_stitches_into_precomputed_embeddings_through_run_py(tmp_
     assert seen["acc"] == m["stitched_acc"]  # (TinyNet's own module, this file, imports Hydra: no "heavy" check here)
 
 
+@pytest.mark.slow  # 8 s; the file errors are checked in-process above
 def test_a_bad_file_through_run_py_is_one_error_line_and_nothing_cached(tmp_path, items, embeddings):
     path = tmp_path / "short.npy"
     np.save(path, embeddings[:100])

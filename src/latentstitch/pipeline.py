@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from latentstitch.cell import cell_identity, instantiate_setting
 from latentstitch.errors import ConfigError, is_storage_error, write_error
-from latentstitch.experiments.outputs import config_hash, experiment_name
+from latentstitch.experiments.outputs import JOB_CONFIG_HASH, config_hash, experiment_name
 from latentstitch.logging import write_json
 from latentstitch.runtime import configure_threads
 from latentstitch.translation import TranslationError
@@ -146,7 +146,11 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
             done["resumed"] = True
             write_json(Path(cfg.paths.output_dir) / "metrics.json", done)
             return done
-        return run(cfg)
+        token = JOB_CONFIG_HASH.set(config_hash(cfg))  # before the experiment fills in derived settings
+        try:
+            return run(cfg)
+        finally:
+            JOB_CONFIG_HASH.reset(token)
     except Exception as e:
         error = user_error(e, cfg)
         if error is None:  # a bug: the traceback is the report

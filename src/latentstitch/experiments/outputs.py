@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ from latentstitch.runtime import ensure_run_dirs
 
 # settings that change how a run goes, not what it computes: a resumed cell may differ in them
 RUNTIME_ONLY_KEYS = ("paths", "threads", "trainer.enable_progress_bar", "checkpoint_every")
+
+
+# the hash of the job's config as composed, set by the pipeline before the experiment runs: an
+# experiment may fill in derived settings (``dataset.anchors: auto``), and a resumed sweep compares
+# the composed config, so that is what metrics.json records
+JOB_CONFIG_HASH: ContextVar[str | None] = ContextVar("job_config_hash", default=None)
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -77,7 +84,12 @@ class RunOutputs:
         """Write ``metrics.json`` (``result`` + experiment, status, config hash) and
         ``results.csv`` (``rows``), log everything, print ``console``; returns the written result.
         ``write=False`` (the other ranks of a DDP job) returns the result and writes nothing."""
-        result = {"experiment": self.name, **result, "status": "ok", "config_hash": config_hash(self.cfg)}
+        result = {
+            "experiment": self.name,
+            **result,
+            "status": "ok",
+            "config_hash": JOB_CONFIG_HASH.get() or config_hash(self.cfg),
+        }
         if not write:
             return result
         write_json(self.dir / "metrics.json", result)
