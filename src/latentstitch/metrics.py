@@ -46,22 +46,33 @@ def retrieval(queries: torch.Tensor, keys: torch.Tensor, ks: tuple[int, ...] = (
     """Row i of ``queries`` should retrieve row i of ``keys`` by cosine similarity.
 
     Returns ``top{k}`` (share of queries whose match ranks within the first k), ``mrr`` (mean
-    reciprocal rank) and ``pool`` (the number of candidates). A rank counts the keys scoring
-    strictly higher than the match, so ties go in the query's favour.
+    reciprocal rank), ``foscttm`` and ``pool`` (the number of candidates). A rank counts the keys
+    scoring strictly higher than the match, so ties go in the query's favour.
+
+    ``foscttm`` (fraction of samples closer than the true match; Liu et al., 2019) is the mean, over
+    both directions (each query among the keys, each key among the queries), of the share of the
+    other n - 1 samples more similar than the true partner: 0 for a perfect alignment, about 0.5
+    for an unrelated one. Unlike top-1 it grades the misses, so it separates a translation that
+    is nearly right from one that is not right at all.
     """
     if queries.shape != keys.shape:
         raise ValueError(f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must have the same shape")
     q = F.normalize(queries.float(), dim=1)
     k = F.normalize(keys.float(), dim=1)
-    ranks = []
+    pair = (q * k).sum(dim=1)  # each key's similarity to its own query
+    ranks, closer_to_key = [], torch.zeros(len(k), dtype=torch.long)
     for start in range(0, len(q), chunk):
         sims = q[start : start + chunk] @ k.T
         rows = torch.arange(len(sims))
         true = sims[rows, rows + start]
         ranks.append((sims > true[:, None]).sum(dim=1) + 1)
+        sims[rows, rows + start] = -torch.inf  # the pair itself never counts (float noise between two products)
+        closer_to_key += (sims > pair[None, :]).sum(dim=0)  # queries closer to key j than its own query
     rank = torch.cat(ranks).double()
     scores = {f"top{n}": float((rank <= n).double().mean()) for n in ks}
     scores["mrr"] = float((1.0 / rank).mean())
+    others = max(len(k) - 1, 1)
+    scores["foscttm"] = float(((rank - 1).mean() + closer_to_key.double().mean()) / (2 * others))
     scores["pool"] = int(len(k))
     return scores
 

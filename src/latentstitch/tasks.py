@@ -121,11 +121,11 @@ class Classification(Task):
 
 class Retrieval(Task):
     """No decoder: each item's stitched latent looks up its own item among the target's test
-    latents (cosine). ``top1``, ``top5``, ``mrr``; a space retrieving itself is trivially 1, so
-    there is no native score."""
+    latents (cosine). ``top1``, ``top5``, ``mrr`` and ``foscttm`` (lower is better: see
+    ``metrics.retrieval``); a space retrieving itself is trivially 1, so there is no native score."""
 
     name = "retrieval"
-    scores = ("top1", "top5", "mrr")
+    scores = ("top1", "top5", "mrr", "foscttm")
     primary = "top1"
     twin_scores = ("top1", "mrr")
 
