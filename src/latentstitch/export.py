@@ -45,9 +45,21 @@ def check_export(cfg: DictConfig, cell: Cell, builder: SpaceBuilder, run_dir: Pa
         raise ConfigError(f"+export=stitched exports a classifier; task={cell.task.name} has no decoder head to export")
     if cell.source.get("kind") == "precomputed" or _is_precomputed(cell.source):
         raise ConfigError("+export=stitched: encoder=precomputed has no network to export (the source must encode raw inputs)")
+    view = _view(cell.source)
+    if view != "image" and not view.startswith("text:"):
+        raise ConfigError(
+            f"+export=stitched exports image and text sources; encoder {cell.source.get('name')} reads {view!r} "
+            "(a graph encoder is bound to its training graph; audio sources are not exportable yet)"
+        )
     if target.exists():
         raise ConfigError(f"export.dir={target} already exists: pick another export.dir or remove it")
     return target
+
+
+def _view(encoder_cfg: DictConfig) -> str:
+    from latentstitch.encoders.spaces import view_of
+
+    return view_of(encoder_cfg)
 
 
 def _is_precomputed(encoder_cfg: DictConfig) -> bool:

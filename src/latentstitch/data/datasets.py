@@ -31,7 +31,8 @@ RawSplits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 @dataclass
 class Split:
-    """One split: normalised images (N, C, H, W) float32 and labels (N,) int64."""
+    """One split: what a scratch encoder reads (``images``: normalised images (N, C, H, W) float32,
+    or an audio view's waveforms, or a graph's node ids) and labels (N,) int64."""
 
     images: torch.Tensor
     labels: torch.Tensor

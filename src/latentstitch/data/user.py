@@ -72,15 +72,17 @@ def auto_max_epochs(train_size: int) -> int | None:
 def resolve_dataset_defaults(ds: DictConfig | dict, items: ItemDataset) -> None:
     """Write the data-derived settings into ``ds`` (so ``anchors.num: ${dataset.anchors}``, the step
     budgets and the cache keys all see them): ``anchors`` and ``max_epochs`` where they are ``auto``,
-    ``num_classes`` where it is null, and ``fingerprint`` where the loader fingerprinted its files."""
+    ``num_classes`` where it is null or ``auto``, ``node_features`` (a graph's feature width) where ``auto``, and ``fingerprint`` where the loader fingerprinted its files."""
     train_size = len(items.ids("train"))
     updates: dict[str, Any] = {}
     if ds.get("anchors") == AUTO:
         updates["anchors"] = auto_anchors(train_size)
     if ds.get("max_epochs") == AUTO:
         updates["max_epochs"] = auto_max_epochs(train_size)
-    if ds.get("num_classes", 0) is None:
+    if ds.get("num_classes", 0) in (None, AUTO):
         updates["num_classes"] = items.num_classes
+    if ds.get("node_features") == AUTO and "graph" in items.views:  # what a graph encoder's first layer reads
+        updates["node_features"] = int(items.views["graph"].num_features)
     if items.info.get("fingerprint"):
         updates["fingerprint"] = items.info["fingerprint"]
     if updates and updates.keys() - {"fingerprint"}:

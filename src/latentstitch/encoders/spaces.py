@@ -1,8 +1,10 @@
 """Spaces: the latents one encoder gives for one dataset split, trained and cached on demand.
 
-Scratch encoders are trained here (Lightning) on the dataset's normalised images; frozen
-pretrained encoders only run inference, on the view they read (``image`` or ``text:<lang>``),
-each with its own per-batch preprocessing. Either way a space is keyed in the cache by everything
+Scratch encoders are trained here (Lightning) on the view they read: the dataset's normalised
+images, the waveforms of an ``audio:<lang>`` view, or the node ids of a ``graph`` view (a graph
+encoder is transductive: the graph is bound to the model, and a split is a set of nodes). Frozen
+pretrained encoders only run inference, on the view they read (``image``, ``text:<lang>``,
+``audio:<lang>``), each with its own per-batch preprocessing. Either way a space is keyed in the cache by everything
 that determines it: the dataset and its splits, the encoder's config and, for a frozen encoder,
 its identity (package version or weights hash, preprocessing).
 
@@ -25,7 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from latentstitch.cache import Cache
-from latentstitch.data import DatasetSplits, ItemDataset, image_splits, text_view
+from latentstitch.data import DatasetSplits, ItemDataset, Split, image_splits, text_view
 from latentstitch.encoders.pretrained.precomputed import ID_VIEW
 from latentstitch.encoders.training import EncoderModule, FrozenModule, budget_steps, extract_features, fit_module
 from latentstitch.encoders.zoo import (
@@ -97,10 +99,23 @@ def encoder_spec(dataset_cfg: DictConfig, encoder_cfg: DictConfig) -> dict:
     return {"dataset": dataset_spec(dataset_cfg), "encoder": to_container(encoder_cfg)}
 
 
+LANGUAGE_VIEWS = ("text", "audio")  # views with one entry per language: ``text:en``, ``audio:fr``
+GRAPH_VIEW = "graph"
+
+
 def view_of(encoder_cfg: DictConfig) -> str:
-    """The view an encoder reads: ``image``, or ``text:<language>`` for a text encoder."""
+    """The view an encoder reads: ``image``, ``graph``, or ``text:<language>`` / ``audio:<language>``."""
     view = str(encoder_cfg.get("view", "image"))
-    return text_view(str(encoder_cfg.get("language", "en"))) if view == "text" else view
+    if view not in LANGUAGE_VIEWS:
+        return view
+    language = str(encoder_cfg.get("language", "en"))
+    return text_view(language) if view == "text" else f"{view}:{language}"
+
+
+def full_batch(batch_size: Any, n: int) -> int:
+    """``batch_size``, or all ``n`` inputs at once where it is null / 0 (a graph encoder trains
+    full-batch: every step propagates over the whole graph)."""
+    return int(batch_size) if batch_size else max(1, int(n))
 
 
 class SpaceBuilder:
@@ -119,6 +134,7 @@ class SpaceBuilder:
         self.trainer_cfg, self.logger = trainer_cfg, logger
         self.checkpoint_every = int(checkpoint_every)  # steps between training checkpoints (resume after preemption)
         self._frozen: dict[str, Any] = {}
+        self._scratch: dict[str, DatasetSplits] = {}
 
     @classmethod
     def from_config(cls, cfg: DictConfig, items: ItemDataset, logger: Any = False) -> SpaceBuilder:
@@ -128,12 +144,41 @@ class SpaceBuilder:
 
     @cached_property
     def data(self) -> DatasetSplits:
-        """Normalised image tensors per split: what scratch encoders train on and read."""
+        """Normalised image tensors per split: what scratch image encoders train on and read."""
         return image_splits(self.items, list(self.dataset_cfg.mean), list(self.dataset_cfg.std))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.data.train.images.shape[1:])
+
+    def scratch_data(self, view: str) -> DatasetSplits:
+        """What a scratch encoder of ``view`` trains on and reads, per split: normalised images, an
+        audio view's waveforms (N, samples), or a graph's node ids (the graph itself is bound to the
+        model, see :meth:`build_scratch`)."""
+        if view == "image":
+            return self.data
+        if view not in self._scratch:
+            data = self.items.require_view(view)
+            if view == GRAPH_VIEW:
+                parts = {s: Split(self.items.ids(s).clone(), self.items.labels_of(s)) for s in ("train", "val", "test")}
+            elif view.startswith("audio:"):
+                parts = {s: Split(data.waveforms[self.items.ids(s)], self.items.labels_of(s)) for s in ("train", "val", "test")}
+            else:
+                raise ConfigError(
+                    f"no scratch encoder reads the view {view!r} (scratch encoders read image, audio:<lang> or graph); "
+                    "use a pretrained encoder for it"
+                )
+            self._scratch[view] = DatasetSplits(name=self.items.name, num_classes=self.items.num_classes, **parts)
+        return self._scratch[view]
+
+    def scratch_input_shape(self, view: str) -> tuple[int, ...]:
+        return tuple(self.scratch_data(view).train.images.shape[1:])
+
+    def build_scratch(self, encoder_cfg: DictConfig) -> EncoderModule:
+        """The untrained scratch encoder of ``encoder_cfg``; a graph encoder gets the dataset's graph."""
+        view = self.check_view(encoder_cfg)
+        graph = self.items.views[GRAPH_VIEW] if view == GRAPH_VIEW else None
+        return build_encoder(encoder_cfg, self.scratch_input_shape(view), self.items.num_classes, graph=graph)
 
     def frozen(self, encoder_cfg: DictConfig) -> Any:
         """The frozen encoder of ``encoder_cfg`` (built once; weights load on first use)."""
@@ -161,7 +206,7 @@ class SpaceBuilder:
         self.check_view(encoder_cfg)
         if is_frozen(encoder_cfg):
             return int(self.frozen(encoder_cfg).dim)
-        return feature_dim(build_encoder(encoder_cfg, self.input_shape, self.data.num_classes).features, self.input_shape)
+        return feature_dim(self.build_scratch(encoder_cfg).features, self.scratch_input_shape(view_of(encoder_cfg)))
 
     def _with_precision(self, spec: dict) -> dict:
         """``spec`` plus the trainer's precision where it is not fp32: a bf16 / fp16 training or
@@ -173,7 +218,7 @@ class SpaceBuilder:
     def encoder(self, encoder_cfg: DictConfig) -> EncoderModule:
         if is_frozen(encoder_cfg):
             return FrozenModule(self.frozen(encoder_cfg))
-        module = build_encoder(encoder_cfg, self.input_shape, self.data.num_classes)
+        module = self.build_scratch(encoder_cfg)
         state = self.cache.get_or_build(
             "encoder",
             self._with_precision(encoder_spec(self.dataset_cfg, encoder_cfg)),
@@ -185,18 +230,20 @@ class SpaceBuilder:
 
     def _train(self, module: EncoderModule, encoder_cfg: DictConfig) -> dict[str, torch.Tensor]:
         train = encoder_cfg.train
+        data = self.scratch_data(view_of(encoder_cfg))
         max_epochs = epoch_cap(self.dataset_cfg.get("max_epochs"), train)
-        batches = -(-len(self.data.train.labels) // int(train.batch_size))
+        batch_size = full_batch(train.batch_size, len(data.train))
+        batches = -(-len(data.train) // batch_size)
         log.info("training encoder %s for %d steps", encoder_label(encoder_cfg), budget_steps(train.steps, batches, max_epochs))
         L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)
         start = time.perf_counter()
         fit_module(
             module,
-            (self.data.train.images, self.data.train.labels),
-            (self.data.val.images, self.data.val.labels),
+            (data.train.images, data.train.labels),
+            (data.val.images, data.val.labels),
             steps=int(train.steps),
             max_epochs=max_epochs,
-            batch_size=int(train.batch_size),
+            batch_size=batch_size,
             trainer_cfg=self.trainer_cfg,
             logger=self.logger,
             checkpoint_every=self.checkpoint_every,
@@ -214,10 +261,10 @@ class SpaceBuilder:
         """What the encoder reads for ``split``: normalised images for a scratch encoder, the raw
         view (pixels or strings) for a frozen one, which preprocesses per batch, or the item
         positions for embeddings made elsewhere (view ``id``)."""
+        view = self.check_view(encoder_cfg)
         if is_frozen(encoder_cfg):
-            view = self.check_view(encoder_cfg)
             return self.items.ids(split) if view == ID_VIEW else self.items.view_of(view, self.items.ids(split))
-        return self.data.split(split).images
+        return self.scratch_data(view).split(split).images
 
     def space(self, encoder_cfg: DictConfig) -> Space:
         label = encoder_label(encoder_cfg)
@@ -231,8 +278,9 @@ class SpaceBuilder:
             if not trained:
                 trained.append(self.encoder(encoder_cfg))
             labels = self.items.labels_of(split)
-            batch_size = int(
-                encoder_cfg.get("batch_size") or encoder_cfg.get("extract_batch_size") or encoder_cfg.train.batch_size
+            train_cfg = encoder_cfg.get("train") or {}
+            batch_size = full_batch(
+                encoder_cfg.get("batch_size") or encoder_cfg.get("extract_batch_size") or train_cfg.get("batch_size"), len(labels)
             )
             start = time.perf_counter()
             latents = extract_features(trained[0], self._inputs(encoder_cfg, split), labels, batch_size, self.trainer_cfg)

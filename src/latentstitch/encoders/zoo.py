@@ -50,17 +50,17 @@ def _label_suffix(encoder_cfg: DictConfig | dict) -> str | None:
 
 def encoder_label(encoder_cfg: DictConfig | dict) -> str:
     """Short readable name used in logs, tables and grids: ``vit:s0`` for a scratch encoder (its
-    seed), ``minilm:en`` for a text encoder (its language), ``timm-resnet18`` or
-    ``precomputed-tfidf`` for one by name or file, ``efficientnet_lite0`` otherwise."""
+    seed; ``audio_cnn:fr:s0`` on a language's view), ``minilm:en`` for a text or audio encoder
+    (its language), ``timm-resnet18`` or ``precomputed-tfidf`` for one by name or file,
+    ``efficientnet_lite0`` otherwise."""
+    language = f":{encoder_cfg.get('language', 'en')}" if encoder_cfg.get("view") in ("text", "audio") else ""
     if not is_frozen(encoder_cfg):
-        return f"{encoder_cfg['name']}:s{encoder_cfg['seed']}"
+        return f"{encoder_cfg['name']}{language}:s{encoder_cfg['seed']}"
     name = str(encoder_cfg["name"])
     suffix = _label_suffix(encoder_cfg)
     if suffix:
         name = f"{name}-{suffix}"
-    if encoder_cfg.get("view") == "text":
-        return f"{name}:{encoder_cfg.get('language', 'en')}"
-    return name
+    return f"{name}{language}"
 
 
 def setting_of(encoder_cfg: DictConfig | dict) -> str:
@@ -115,6 +115,9 @@ def _instantiate_frozen(encoder_cfg: DictConfig) -> nn.Module:
 
 @torch.no_grad()
 def feature_dim(backbone: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """The width of ``backbone``'s output: its ``out_dim`` where it says, else from a probe batch of two."""
+    if getattr(backbone, "out_dim", None):
+        return int(backbone.out_dim)  # type: ignore[arg-type]
     was_training = backbone.training
     backbone.eval()
     dim = backbone(torch.zeros(2, *input_shape)).shape[-1]
@@ -122,13 +125,20 @@ def feature_dim(backbone: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(dim)
 
 
-def build_encoder(encoder_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> EncoderModule:
+def build_encoder(encoder_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int, graph: Any = None) -> EncoderModule:
     """The untrained encoder with its training objective, initialised from ``encoder_cfg.seed``:
     a linear classifier on the pooled features, or (``objective: reconstruction``) the decoder
-    network of an autoencoder."""
+    network of an autoencoder. A graph encoder (``view: graph``) is bound to ``graph``: its inputs
+    are node ids, and every forward propagates over the whole graph (transductive)."""
     L.seed_everything(int(encoder_cfg.seed), workers=True, verbose=False)
     model_cfg: Any = encoder_cfg.model
     backbone = instantiate(model_cfg, _convert_="all")
+    if hasattr(backbone, "bind_graph"):
+        if graph is None:
+            from latentstitch.errors import ConfigError
+
+            raise ConfigError(f"encoder {encoder_cfg.get('name')} is a graph encoder: it needs a dataset with a graph view")
+        backbone.bind_graph(graph)
     train = encoder_cfg.get("train") or {}
     options = {
         "lr": float(train.get("lr", 1e-3)),
