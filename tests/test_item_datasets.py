@@ -507,4 +507,18 @@ def test_hf_local_copy_errors(saved_news, tmp_path):
 
 
 def test_registry_names():
-    assert set(ITEM_LOADERS) == {"emoji", "gettext", "wordnet", "ag_news", "trec", "dbpedia_14", "imdb", "folder", "table", "hf"}
+    assert set(ITEM_LOADERS) == {
+        "emoji",
+        "gettext",
+        "wordnet",
+        "ag_news",
+        "trec",
+        "dbpedia_14",
+        "imdb",
+        "folder",
+        "table",
+        "hf",
+        "wordnet_graph",
+        "planetoid",
+        "spoken_words",
+    }

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from latentstitch.data.emoji import load_emoji
 from latentstitch.data.gettext_catalogs import load_gettext
+from latentstitch.data.graphs import load_planetoid, load_wordnet_graph
 from latentstitch.data.hf import load_ag_news, load_dbpedia_14, load_hf_dataset, load_imdb, load_trec
 from latentstitch.data.items import ItemDataset
+from latentstitch.data.speech import load_spoken_words
 from latentstitch.data.user import load_folder, load_table
 from latentstitch.data.wordnet import load_wordnet
 from latentstitch.errors import ConfigError
@@ -23,6 +25,9 @@ ITEM_LOADERS: dict[str, Callable[..., ItemDataset]] = {
     "emoji": load_emoji,
     "gettext": load_gettext,
     "wordnet": load_wordnet,
+    "wordnet_graph": load_wordnet_graph,  # graph + text:en views of the same synsets
+    "planetoid": load_planetoid,  # Cora / CiteSeer / PubMed files (downloaded on request)
+    "spoken_words": load_spoken_words,  # audio:<lang> + text:<lang> of command words
     "ag_news": load_ag_news,
     "trec": load_trec,
     "dbpedia_14": load_dbpedia_14,

@@ -7,13 +7,19 @@ The gloss alone is the default: it is a natural-language sentence of the kind se
 are trained on, the class must be read from its meaning rather than looked up from a head word,
 and lemmas repeat across the senses of polysemous words. Glosses shared by several synsets of the
 requested classes are dropped, so no text has two labels.
+
+Item keys are WordNet's own synset ids, ``f"{offset:08d}-{pos}"`` (``02084071-n`` is dog): the
+byte offset of the synset in its ``data.<pos>`` file and the file's part-of-speech letter (n, v, a,
+r; adjective satellites keep ``a``, their file's letter). ``dataset=wordnet_graph``
+(``latentstitch.data.graphs``) keys its nodes the same way, so a gloss and its graph node are one
+item across both datasets.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 
@@ -34,6 +40,7 @@ LEXNAMES = (
     "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
 ).split()
 POS_FILE = {"noun": "noun", "verb": "verb", "adj": "adj", "adv": "adv"}
+POS_LETTER = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}  # the part of speech in a synset id
 
 # the 10 largest noun classes of WordNet 3.0 (2,983 to 11,587 synsets each)
 DEFAULT_CLASSES = (
@@ -42,8 +49,22 @@ DEFAULT_CLASSES = (
 )  # fmt: skip
 
 
-def read_synsets(path: Path) -> Iterator[tuple[int, str, list[str], str]]:
-    """(offset, lexname, lemmas, definition) for each synset of a ``data.<pos>`` file."""
+class Synset(NamedTuple):
+    """One line of a ``data.<pos>`` file: what the WordNet loaders read of it."""
+
+    offset: int  # byte offset in its file: the synset's id there
+    lexname: str  # lexicographer class, e.g. noun.animal
+    lemmas: list[str]  # words, underscores as spaces, adjective markers dropped
+    definition: str  # the gloss without its quoted example sentences
+    pointers: list[tuple[str, int, str]]  # (symbol, target offset, target pos letter), e.g. ("@", 2083346, "n")
+
+
+def parse_synsets(path: Path) -> Iterator[Synset]:
+    """Every synset of a ``data.<pos>`` file (wndb(5WN)), pointers included.
+
+    A line is ``offset lex_filenum ss_type w_cnt (word lex_id)* p_cnt (symbol offset pos
+    source/target)* [frames] | gloss``; ``w_cnt`` is hexadecimal, ``p_cnt`` decimal.
+    """
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith("  "):  # license header
@@ -52,8 +73,22 @@ def read_synsets(path: Path) -> Iterator[tuple[int, str, list[str], str]]:
             fields = head.split()
             n = int(fields[3], 16)  # word count is hexadecimal
             lemmas = [w.split("(")[0].replace("_", " ") for w in fields[4 : 4 + 2 * n : 2]]  # adj markers: "big(a)"
+            at = 4 + 2 * n
+            count = int(fields[at])
+            pointers = [(fields[i], int(fields[i + 1]), fields[i + 2]) for i in range(at + 1, at + 1 + 4 * count, 4)]
             definition = gloss.strip().split('; "')[0].strip().rstrip(";").strip()
-            yield int(fields[0]), LEXNAMES[int(fields[1])], lemmas, definition
+            yield Synset(int(fields[0]), LEXNAMES[int(fields[1])], lemmas, definition, pointers)
+
+
+def read_synsets(path: Path) -> Iterator[tuple[int, str, list[str], str]]:
+    """(offset, lexname, lemmas, definition) for each synset of a ``data.<pos>`` file."""
+    for synset in parse_synsets(path):
+        yield synset.offset, synset.lexname, synset.lemmas, synset.definition
+
+
+def synset_key(offset: int, pos: str) -> str:
+    """WordNet's synset id, ``02084071-n``: the item key of a synset in every WordNet dataset."""
+    return f"{offset:08d}-{pos}"
 
 
 def _class_name(name: str) -> str:
@@ -97,7 +132,7 @@ def load_wordnet(
     sizes = {c: len(v) for c, v in pool.items()}
     duplicates = {d for d, n in definitions.items() if n > 1}
     gen = torch.Generator().manual_seed(subset_seed)
-    texts, labels = [], []
+    texts, labels, keys = [], [], []
     for label, c in enumerate(class_names):
         members = sorted((o, t) for o, t, d in pool[c] if d not in duplicates)
         if len(members) < per_class:
@@ -107,6 +142,7 @@ def load_wordnet(
             )
         chosen = sorted(torch.randperm(len(members), generator=gen)[:per_class].tolist())
         texts += [members[i][1] for i in chosen]
+        keys += [synset_key(members[i][0], POS_LETTER[c.split(".")[0]]) for i in chosen]
         labels += [label] * len(chosen)
     labels_t = torch.tensor(labels, dtype=torch.long)
     info = {
@@ -128,4 +164,5 @@ def load_wordnet(
         num_classes=len(class_names),
         class_names=class_names,
         info=info,
+        keys=keys,
     )
