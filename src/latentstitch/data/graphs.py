@@ -147,7 +147,7 @@ class Graph:
 
 
 def _sparse(index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.sparse_coo_tensor(index, values.float(), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(index, values.float(), (n, n), check_invariants=False).coalesce()
 
 
 def symmetric_edges(pairs: torch.Tensor | np.ndarray, num_nodes: int) -> torch.Tensor:
@@ -167,7 +167,7 @@ def node_features(rows: list[list[int]], num_columns: int) -> torch.Tensor:
     shape = (len(rows), num_columns)
     values = torch.ones(len(row), dtype=torch.float32)
     if len(rows) * num_columns > DENSE_LIMIT:
-        return torch.sparse_coo_tensor(torch.stack([row, col]), values, shape).coalesce()  # rows hold no repeats
+        return torch.sparse_coo_tensor(torch.stack([row, col]), values, shape, check_invariants=False).coalesce()  # rows hold no repeats
     dense = torch.zeros(shape, dtype=torch.float32)
     dense[row, col] = 1.0
     return dense
@@ -264,10 +264,12 @@ def load_wordnet_graph(
     test_fraction: float = 0.3,
     split_seed: int = 0,
     subset_seed: int = 0,
+    patch: int | None = 30,
     root: str | Path = DEFAULT_ROOT,
 ) -> ItemDataset:
     """The WordNet noun graph of ``classes`` (``"all"``: all 26 noun classes), cut to ``max_nodes``
-    nodes by :func:`bfs_subset` (None: the whole graph), views ``graph`` and ``text:en``."""
+    nodes by :func:`bfs_subset` in searches of at most ``patch`` nodes (None: the whole graph),
+    views ``graph`` and ``text:en``."""
     del data_dir  # parsing data.noun takes under a second: nothing to cache
     t0 = time.perf_counter()
     test_fraction = check_test_fraction(test_fraction)
@@ -276,11 +278,14 @@ def load_wordnet_graph(
         raise ConfigError(f"dataset.loader.max_nodes={max_nodes} must be at least 2 (or null: the whole graph)")
     if int(vocab_size) < 1:
         raise ConfigError(f"dataset.loader.vocab_size={vocab_size} must be at least 1")
+    if patch is not None and int(patch) < 1:
+        raise ConfigError(f"dataset.loader.patch={patch} must be at least 1 (or null: one search per component)")
+    patch = None if patch is None else int(patch)
     path = require(Path(root) / "data.noun", "wordnet_graph", PACKAGE)
     nodes, edges = _read_noun_graph(path, class_names)
     total = (len(nodes), edges.shape[1] // 2)
     if max_nodes is not None and int(max_nodes) < len(nodes):
-        chosen = bfs_subset(edges, len(nodes), int(max_nodes), subset_seed, int(os.environ.get('GX_PATCH', '100')))  # XXX
+        chosen = bfs_subset(edges, len(nodes), int(max_nodes), subset_seed, patch)
         edges = induced_subgraph(edges, chosen, len(nodes))
         nodes = [nodes[i] for i in chosen.tolist()]
     glosses = [gloss for _, _, gloss in nodes]
@@ -302,6 +307,7 @@ def load_wordnet_graph(
         "vocab_size": len(vocabulary),
         "sparse_features": bool(features.is_sparse),
         "max_nodes": None if max_nodes is None else int(max_nodes),
+        "patch": patch,
         "subset_seed": int(subset_seed),
         "build_seconds": round(time.perf_counter() - t0, 2),
     }

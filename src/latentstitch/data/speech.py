@@ -123,14 +123,18 @@ def _run(cmd: list[str]) -> str:
 
 
 @cache
-def espeak_voice(language: str) -> str:
-    """espeak-ng's own voice for ``language`` (never an mbrola voice: those need other packages)."""
+def espeak_voices(language: str) -> tuple[str, ...]:
+    """espeak-ng's own voices (accents) for ``language``, never an mbrola voice (those need other
+    packages): en has 8 (en-gb, en-us, en-gb-scotland, en-029, ...), fr 3, es 2, de and it 1."""
     out = _run([binary("espeak"), f"--voices={language}"])
+    voices = []
     for line in out.splitlines()[1:]:
         fields = line.split()  # Pty Language Age/Gender VoiceName File [Other languages]
         if len(fields) >= 5 and not fields[4].startswith("mb/") and fields[1].split("-")[0] == language.split("-")[0]:
-            return fields[1]
-    raise ConfigError(f"espeak-ng has no voice for the language {language!r} (`espeak-ng --voices={language}` lists none)")
+            voices.append(fields[1])
+    if not voices:
+        raise ConfigError(f"espeak-ng has no voice for the language {language!r} (`espeak-ng --voices={language}` lists none)")
+    return tuple(dict.fromkeys(voices))
 
 
 @cache
@@ -146,7 +150,7 @@ def check_language(language: str, synthesizer: str) -> None:
     if synthesizer == "flite" and language != "en":
         raise ConfigError(f"flite speaks English only; the language {language!r} needs synthesizer=espeak")
     if synthesizer == "espeak":
-        espeak_voice(language)
+        espeak_voices(language)
 
 
 def draw_voice(synthesizer: str, language: str, seed: int, voice_id: int) -> dict[str, Any]:
@@ -156,7 +160,7 @@ def draw_voice(synthesizer: str, language: str, seed: int, voice_id: int) -> dic
     if synthesizer == "flite":
         return {"voice": rng.choice(FLITE_VOICES)}
     variants = espeak_variants()
-    voice = espeak_voice(language) + (f"+{rng.choice(variants)}" if variants else "")
+    voice = rng.choice(espeak_voices(language)) + (f"+{rng.choice(variants)}" if variants else "")
     return {"voice": voice, "speed": rng.randint(*SPEED), "pitch": rng.randint(*PITCH)}
 
 

