@@ -22,11 +22,13 @@ CASES = {
     "zero_std": (["dataset.std=[0.0]"], "dataset.std=[0.0] must be positive"),
     "missing_dataset": (["dataset=mnist", "paths.data_dir=/nonexistent"], "dataset MNIST not found"),
     "bad_scaling": (["translator.scaling=minmax"], "translator: scaling='minmax' is not one of"),
+    "graph_encoder_on_images": (["encoder=gcn"], "encoder.model.in_features refers to dataset.node_features, which dataset=digits does not set: a graph encoder"),
+    "audio_encoder_on_images": (["encoder=audio_cnn"], "encoder audio_cnn:en:s0 reads the view 'audio:en', which dataset digits does not have"),
 }
 
 
 # a process start each (about 8 s); these share the path of a fast case and run with `make test-slow`
-SLOW_CASES = {"anchors_zero", "diverged_encoder", "zero_std", "bad_scaling"}
+SLOW_CASES = {"anchors_zero", "diverged_encoder", "zero_std", "bad_scaling", "audio_encoder_on_images"}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])

@@ -17,6 +17,9 @@ PRESETS = {
     "reconstruction": {"translator"},
     "relative_family": {"encoder", "decoder", "translator"},
     "invariances": {"encoder", "decoder", "translator", "translator.projections"},
+    "graphs": {"encoder", "decoder", "translator"},
+    "speech": {"encoder", "decoder", "translator"},
+    "speech_lingual": {"encoder", "encoder.language", "decoder", "translator"},
 }
 
 
@@ -27,6 +30,9 @@ def test_preset_composes_into_a_sweep(name):
         cfg = compose("config", overrides=[f"+experiment={name}"], return_hydra_config=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert set(cfg.hydra.sweeper.params) == PRESETS[name]
+    if name in ("graphs", "speech", "speech_lingual"):
+        assert cfg.dataset.name == ("wordnet_graph" if name == "graphs" else "emoji")
+        assert name == "graphs" or list(cfg.dataset.loader.audio) == ["en", "fr"]
     if name == "reconstruction":
         assert (
             cfg.task._target_ == "latentstitch.tasks.Reconstruction" and cfg.encoder.name == "ae" and cfg.decoder.space.seed == 1

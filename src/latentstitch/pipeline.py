@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf.errors import InterpolationKeyError
 
 from latentstitch.cell import cell_identity, instantiate_setting
 from latentstitch.errors import ConfigError, is_storage_error, write_error
@@ -106,6 +108,26 @@ def _record_failure(cfg: DictConfig, error: BaseException) -> None:
         log.error("could not record the failure in %s: %s", out, e)
 
 
+# settings that only some datasets define, and what needs them
+IMAGE_ONLY = "a scratch image encoder reads an image view, which this dataset lacks: pick encoder= and decoder= for its views"
+DATASET_ONLY = {
+    "dataset.node_features": "a graph encoder reads a graph view: choose a dataset with one (dataset=wordnet_graph, dataset=planetoid)",
+    "dataset.channels": IMAGE_ONLY,
+    "dataset.image_size": IMAGE_ONLY,
+}
+
+
+def missing_setting(e: InterpolationKeyError, cfg: DictConfig) -> ConfigError:
+    """A config that refers to a setting the chosen configs do not define: most often an encoder
+    for a view the dataset lacks (``encoder=gcn`` on an image dataset)."""
+    match = re.search(r"Interpolation key '([^']+)' not found", str(e))
+    key = match.group(1) if match else "?"
+    where = getattr(e, "full_key", None) or "a setting"
+    hint = DATASET_ONLY.get(key, "set it, or choose configs that define it")
+    dataset = OmegaConf.select(cfg, "dataset.name", default="?", throw_on_missing=False)
+    return ConfigError(f"{where} refers to {key}, which dataset={dataset} does not set: {hint}")
+
+
 def user_error(e: BaseException, cfg: DictConfig) -> ConfigError | TranslationError | None:
     """The one-line error ``e`` is for the user (a bad setting, a failed write), or None for a bug.
 
@@ -114,6 +136,8 @@ def user_error(e: BaseException, cfg: DictConfig) -> ConfigError | TranslationEr
     """
     if isinstance(e, (ConfigError, TranslationError)):
         return e
+    if isinstance(e, InterpolationKeyError):
+        return missing_setting(e, cfg)
     if not is_storage_error(e):
         return None
     path = str(getattr(e, "filename", None) or "")
