@@ -139,7 +139,7 @@ def fit_method(method: Any, source: Space, target: Space, anchors: Anchors, seed
         order = torch.randperm(len(source.train), generator=torch.Generator().manual_seed(seed))
         half = len(order) // 2
         method.fit(source.train[order[:half]], target.train[order[half:]])
-        return {"num_anchors": 0, "unpaired_samples": half}
+        return {"num_anchors": 0, "unpaired_samples": half, **getattr(method, "confidence_", {})}  # pair-free confidence
     src, tgt = split_anchors(anchors)
     method.fit(source.train[src], target.train[tgt])
     info: dict[str, Any] = {"num_anchors": int(len(src))}

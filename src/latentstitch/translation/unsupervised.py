@@ -46,6 +46,23 @@ def procrustes(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return u @ vh
 
 
+def polar(cov: torch.Tensor) -> torch.Tensor:
+    """The (semi-)orthogonal factor U V^T of ``cov``'s SVD: the map that best aligns with it."""
+    u, _, vh = torch.linalg.svd(cov, full_matrices=False)
+    return u @ vh
+
+
+def mutual_nn_rate(mapped: torch.Tensor, targets: torch.Tensor, gen: torch.Generator, sample: int = 2000) -> float:
+    """Share of mutual nearest neighbours between mapped sources and targets (rows unit-norm), on
+    ``sample`` of each: needs no pairs. A right map puts each cluster of mapped points on its
+    cluster of targets, where neighbourhoods answer each other; a wrong one scatters them."""
+    a = mapped[torch.randperm(len(mapped), generator=gen)[:sample]]
+    b = targets[torch.randperm(len(targets), generator=gen)[:sample]]
+    sim = a @ b.T
+    forward, backward = sim.argmax(dim=1), sim.argmax(dim=0)
+    return float((backward[forward] == torch.arange(len(a))).double().mean())
+
+
 def _nearest_mean(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """For each query row: the mean of ``values`` over its ``k`` most similar ``keys`` (inner product)."""
     out = []
@@ -69,11 +86,12 @@ class UnsupervisedTranslator(Persistent):
     paired = False  # fit(x, y) takes two unpaired samples
     name = "unsupervised"
     DEFAULTS = {"clusters": 10, "repeats": 10, "qap_inits": 30, "neighbours": 50, "refine_iters": 100, "refine_batch": 1000,
-                "momentum": 0.5, "max_samples": 5000, "kmeans_inits": 3}  # fmt: skip
+                "momentum": 0.5, "max_samples": 5000, "kmeans_inits": 3, "combine": "pool"}  # fmt: skip
+    COMBINE = ("pool", "average", "best")
 
     def __init__(self, scaling: str = "center", clusters: int = 10, repeats: int = 10, qap_inits: int = 30, neighbours: int = 50,
                  refine_iters: int = 100, refine_batch: int = 1000, momentum: float = 0.5, max_samples: int = 5000, kmeans_inits: int = 3,
-                 seed: int = 0):  # fmt: skip
+                 combine: str = "pool", seed: int = 0):  # fmt: skip
         if scaling != "center":
             raise TranslationError(
                 f"translator.scaling={scaling!r}: the unsupervised translator centres each space (scaling=center)"
@@ -83,6 +101,10 @@ class UnsupervisedTranslator(Persistent):
         self.neighbours, self.refine_iters, self.refine_batch = int(neighbours), int(refine_iters), int(refine_batch)
         self.momentum, self.max_samples, self.seed = float(momentum), int(max_samples), int(seed)
         self.kmeans_inits = int(kmeans_inits)
+        if combine not in self.COMBINE:
+            raise TranslationError(f"translator.combine={combine!r} is not one of {', '.join(self.COMBINE)}")
+        self.combine = str(combine)
+        self.confidence_: dict[str, float] = {}
         for key in ("clusters", "repeats", "qap_inits", "neighbours", "refine_batch", "max_samples", "kmeans_inits"):
             if getattr(self, key) < 1:
                 raise TranslationError(f"translator.{key}={getattr(self, key)} must be >= 1")
@@ -98,7 +120,7 @@ class UnsupervisedTranslator(Persistent):
         self.weight: torch.Tensor | None = None
 
     def __repr__(self) -> str:
-        return f"UnsupervisedTranslator(clusters={self.clusters}, repeats={self.repeats}, neighbours={self.neighbours})"
+        return f"UnsupervisedTranslator(clusters={self.clusters}, repeats={self.repeats}, neighbours={self.neighbours}, combine={self.combine!r})"
 
     def check_dims(self, source_dim: int, target_dim: int) -> None:
         """Any two dims (Procrustes is semi-orthogonal where they differ)."""
@@ -139,7 +161,7 @@ class UnsupervisedTranslator(Persistent):
         xn, yn = F.normalize(x - self.x_mean, dim=1), F.normalize(y - self.y_mean, dim=1)
         self.source_dim, self.target_dim, self.dtype = x.shape[1], y.shape[1], torch.float32
 
-        # 1-2: matched centroid pairs, pooled over independent rounds
+        # 1-2: matched centroid pairs from independent rounds of k-means + matching
         mx, my = [], []
         for r in range(self.repeats):
             cx, _ = kmeans(xn, self.clusters, seed=self.seed * 7919 + 2 * r, n_init=self.kmeans_inits)
@@ -149,10 +171,18 @@ class UnsupervisedTranslator(Persistent):
             my.append(cy[perm])
         self.centroids = (torch.cat(mx), torch.cat(my))
 
-        # 3-4: pseudo-pairs through relative representations, then Procrustes
-        rx, ry = self._relative(xn, self.centroids[0]), self._relative(yn, self.centroids[1])
+        # 3-4: pseudo-pairs through relative representations, then Procrustes: on the pooled
+        # centroid pairs, or one cross-covariance per round, averaged (each round's own pairs)
         k = min(self.neighbours, len(yn))
-        w = procrustes(xn, _nearest_mean(rx, ry, yn, k))
+        round_maps = [self._pseudo_pair_map(xn, yn, cx, cy, k, covariance=True) for cx, cy in zip(mx, my)]
+        if self.combine == "pool":
+            w = procrustes(xn, _nearest_mean(*self._relatives(xn, yn, *self.centroids), yn, k))
+        elif self.combine == "average":
+            w = polar(torch.stack(round_maps).mean(dim=0))
+        else:  # the round whose map makes the most mutual nearest neighbours (no pairs needed)
+            scores = [mutual_nn_rate(F.normalize(xn @ polar(c), dim=1), yn, torch.Generator().manual_seed(self.seed)) for c in round_maps]
+            w = polar(round_maps[int(np.argmax(scores))])
+        agreement = [float((polar(c) * w).sum() / min(w.shape)) for c in round_maps]
 
         # 5: refinement by nearest neighbours in the target space
         for _ in range(max(0, self.refine_iters)):
@@ -161,7 +191,20 @@ class UnsupervisedTranslator(Persistent):
             w_new = procrustes(batch, targets)
             w = procrustes(torch.eye(len(w), dtype=w.dtype), self.momentum * w + (1 - self.momentum) * w_new)
         self.weight = w
+        self.confidence_ = {
+            "confidence_restarts": float(np.mean(agreement)) if len(agreement) > 1 else float("nan"),
+            "confidence_mutual_nn": mutual_nn_rate(F.normalize(xn @ w, dim=1), yn, gen),
+        }
         return self
+
+    def _relatives(self, xn: torch.Tensor, yn: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._relative(xn, cx), self._relative(yn, cy)
+
+    def _pseudo_pair_map(self, xn: torch.Tensor, yn: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, k: int,
+                         covariance: bool = False) -> torch.Tensor:  # fmt: skip
+        """One round's cross-covariance ``xn^T pseudo-partners`` (``covariance``) or its Procrustes map."""
+        cov = xn.T @ _nearest_mean(*self._relatives(xn, yn, cx, cy), yn, k)
+        return cov / len(xn) if covariance else polar(cov)
 
     @staticmethod
     def _relative(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
