@@ -31,8 +31,8 @@ def test_preset_composes_into_a_sweep(name):
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert set(cfg.hydra.sweeper.params) == PRESETS[name]
     if name in ("graphs", "speech", "speech_lingual"):
-        assert cfg.dataset.name == ("wordnet_graph" if name == "graphs" else "emoji")
-        assert name == "graphs" or list(cfg.dataset.loader.audio) == ["en", "fr"]
+        assert cfg.dataset.name == {"graphs": "wordnet_graph", "speech": "emoji", "speech_lingual": "spoken_words"}[name]
+        assert name != "speech" or list(cfg.dataset.loader.audio) == ["en", "fr"]
     if name == "reconstruction":
         assert (
             cfg.task._target_ == "latentstitch.tasks.Reconstruction" and cfg.encoder.name == "ae" and cfg.decoder.space.seed == 1

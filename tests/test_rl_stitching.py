@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from latentstitch.errors import ConfigError
 from latentstitch.experiments.rl import settings
-from latentstitch.rl.agent import RelativeAnchors
+from latentstitch.rl.agent import Controller, RelativeAnchors
 from latentstitch.rl.envs import AGENT_RGB, LAVA_RGB, Variation, collect_states, make_env, recolour
 from latentstitch.rl.ppo import gae
 
@@ -86,6 +87,27 @@ def test_relative_anchors_are_centred_cosines_to_an_ema_of_the_anchor_embeddings
     assert torch.allclose(rel(z), direct, atol=1e-5)
 
 
+def test_relative_anchors_scale_divides_by_the_anchor_std_and_the_r3l_controller_uses_relu():
+    """R3L's projection: centre and divide by the anchor embeddings' per-dimension std, then cosine."""
+    torch.manual_seed(1)
+    encoder = torch.nn.Linear(5, 4)
+    frames = torch.randn(8, 5)
+    rel = RelativeAnchors(frames, 4, momentum=0.999, center=True, scale=True)
+    rel.update(encoder)
+    anchors = encoder(frames).detach()
+    mean, std = anchors.mean(0), anchors.std(0)
+    z = torch.randn(3, 4) * 5
+    direct = torch.tensor([[float(F.cosine_similarity((a - mean) / std, (b - mean) / std, dim=0)) for b in anchors] for a in z])
+    assert torch.allclose(rel(z), direct, atol=1e-5)
+    unscaled = RelativeAnchors(frames, 4, center=True)
+    unscaled.update(encoder)
+    assert (unscaled(z) - rel(z)).abs().max() > 0.01  # the scaling changes the cosines of an anisotropic latent
+    controller = Controller(8, hidden=512, actions=3, activation="relu")
+    assert isinstance(controller.body[1], torch.nn.ReLU) and controller.body[2].out_features == 512
+    with pytest.raises(ConfigError, match="controller_activation='gelu'"):
+        Controller(8, activation="gelu")
+
+
 def test_gae_with_lambda_one_gives_discounted_returns_cut_at_episode_ends():
     rewards = torch.tensor([[0.0], [0.0], [1.0], [0.0], [0.5]])
     dones = torch.tensor([[0.0], [0.0], [1.0], [0.0], [0.0]])
@@ -106,6 +128,10 @@ def test_bad_rl_settings_are_one_line_config_errors():
         settings(cfg)
     with pytest.raises(ConfigError, match="rl.kinds contains 'symbolic'"):
         settings(OmegaConf.merge(base, {"rl": {"kinds": ["symbolic"]}}))
+    with pytest.raises(ConfigError, match="rl.ema_momentum=1.0 must be in"):
+        settings(OmegaConf.merge(base, {"rl": {"ema_momentum": 1.0}}))
+    with pytest.raises(ConfigError, match="rl.controller_activation='gelu'"):
+        settings(OmegaConf.merge(base, {"rl": {"controller_activation": "gelu"}}))
     with pytest.raises(ConfigError, match="rl.steps.relative=100 must be at least one PPO batch"):
         settings(OmegaConf.merge(base, {"rl": {"steps": {"relative": 100}}}))
 

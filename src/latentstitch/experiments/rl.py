@@ -44,7 +44,7 @@ from latentstitch.cache import Cache, spec_key
 from latentstitch.errors import ConfigError
 from latentstitch.experiments.outputs import RunOutputs
 from latentstitch.logging import write_cells_csv
-from latentstitch.rl.agent import Agent, build_agent
+from latentstitch.rl.agent import ACTIVATIONS, Agent, build_agent
 from latentstitch.rl.envs import Variation, collect_states, make_env, make_vector_env, recolour
 from latentstitch.rl.ppo import PPOSettings, train_ppo
 from latentstitch.runtime import sigterm_as_interrupt
@@ -73,6 +73,10 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     for key in ("matched_frames", "check_frames", "anchors", "eval_episodes"):
         if int(s[key]) < 1:
             raise ConfigError(f"rl.{key}={s[key]} must be a positive integer")
+    if s.get("controller_activation", "tanh") not in ACTIVATIONS:
+        raise ConfigError(f"rl.controller_activation={s['controller_activation']!r} is not one of {', '.join(ACTIVATIONS)}")
+    if not 0 <= float(s["ema_momentum"]) < 1:
+        raise ConfigError(f"rl.ema_momentum={s['ema_momentum']} must be in [0, 1)")
     return s
 
 
@@ -103,10 +107,14 @@ def agent_seed(s: dict[str, Any], variation: Variation, attempt: int = 0) -> int
 def agent_spec(s: dict[str, Any], variation: Variation, kind: str, anchors: np.ndarray) -> dict[str, Any]:
     """Everything that determines a trained agent (the cache key)."""
     arch = {k: s[k] for k in ("image_size", "channels", "latent_dim", "hidden", "actions")}
+    if s.get("controller_activation", "tanh") != "tanh":  # only where it differs: earlier agents keep their cache keys
+        arch["controller_activation"] = s["controller_activation"]
     spec = {"env": s["env"], "tile_size": s["tile_size"], "floor": variation.floor, "agent": variation.agent, "kind": kind,
             "seed": agent_seed(s, variation), "retries": s["retries"], "min_train_return": s["min_train_return"], "arch": arch, "ppo": vars(ppo_settings(s, kind))}  # fmt: skip
     if kind == "relative":
         spec["relative"] = {"anchors": digest(anchors), "momentum": s["ema_momentum"], "center": s["relative_center"]}
+        if s.get("relative_scale", False):
+            spec["relative"]["scale"] = True
     return spec
 
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentstitch.errors import ConfigError
+
 
 class PixelEncoder(nn.Module):
     """Conv 16-32-32 (3x3, stride 2) on uint8 HWC frames -> a ``latent_dim`` vector.
@@ -40,15 +42,22 @@ class PixelEncoder(nn.Module):
         return self.project(self.convs(x))
 
 
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
 class Controller(nn.Module):
-    """LayerNorm + tanh on the input, one tanh hidden layer, then the policy and value heads.
+    """LayerNorm + ``activation`` on the input, one hidden layer, then the policy and value heads.
 
     The LayerNorm makes the controller indifferent to the scale of what it is fed, which matters
-    when that is a translated latent or a vector of cosines."""
+    when that is a translated latent or a vector of cosines. ``activation="relu"`` with
+    ``hidden=512`` is R3L's controller (LayerNorm, ReLU, a 512-unit layer); tanh is CleanRL's."""
 
-    def __init__(self, in_dim: int, hidden: int = 64, actions: int = 3) -> None:
+    def __init__(self, in_dim: int, hidden: int = 64, actions: int = 3, activation: str = "tanh") -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.LayerNorm(in_dim), nn.Tanh(), nn.Linear(in_dim, hidden), nn.Tanh())
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"rl.controller_activation={activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        act = ACTIVATIONS[activation]
+        self.body = nn.Sequential(nn.LayerNorm(in_dim), act(), nn.Linear(in_dim, hidden), act())
         self.policy = nn.Linear(hidden, actions)
         self.value = nn.Linear(hidden, 1)
         nn.init.orthogonal_(self.policy.weight, gain=0.01)
@@ -66,15 +75,18 @@ class RelativeAnchors(nn.Module):
     anchor frames (``update`` after each optimisation phase), held fixed within a phase: the
     controller's input space drifts slowly instead of moving with every gradient step. ``center``
     subtracts the anchor embeddings' mean from both sides first; the encoder's raw latents all
-    share a large common component, and without centring their cosines crowd near 1.
+    share a large common component, and without centring their cosines crowd near 1. ``scale``
+    then divides both by the anchor embeddings' per-dimension standard deviation (R3L's code), so
+    no latent dimension dominates the cosine by its spread alone.
     """
 
-    def __init__(self, frames: torch.Tensor, latent_dim: int, momentum: float = 0.99, center: bool = True) -> None:
+    def __init__(self, frames: torch.Tensor, latent_dim: int, momentum: float = 0.99, center: bool = True,
+                 scale: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.register_buffer("frames", frames)  # (K, H, W, 3) uint8, rendered in this agent's variation
         self.register_buffer("embeddings", torch.zeros(len(frames), latent_dim))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
-        self.momentum, self.center = momentum, center
+        self.momentum, self.center, self.scale = momentum, center, scale
 
     @torch.no_grad()
     def update(self, encoder: nn.Module) -> None:
@@ -90,6 +102,9 @@ class RelativeAnchors(nn.Module):
         if self.center:
             mean = anchors.mean(0, keepdim=True)
             latent, anchors = latent - mean, anchors - mean
+        if self.scale:
+            std = anchors.std(0, keepdim=True).clamp(min=1e-6)  # shift-invariant: the same with or without centring
+            latent, anchors = latent / std, anchors / std
         return F.normalize(latent, dim=-1) @ F.normalize(anchors, dim=-1).T
 
 
@@ -115,9 +130,10 @@ def build_agent(settings: dict, anchor_frames: torch.Tensor | None = None) -> Ag
     relative = None
     if anchor_frames is not None:
         relative = RelativeAnchors(anchor_frames, int(settings["latent_dim"]), float(settings["ema_momentum"]),
-                                   bool(settings["relative_center"]))  # fmt: skip
+                                   bool(settings["relative_center"]), bool(settings.get("relative_scale", False)))  # fmt: skip
     in_dim = len(anchor_frames) if anchor_frames is not None else int(settings["latent_dim"])
-    agent = Agent(encoder, Controller(in_dim, int(settings["hidden"]), int(settings["actions"])), relative)
+    controller = Controller(in_dim, int(settings["hidden"]), int(settings["actions"]), str(settings.get("controller_activation", "tanh")))
+    agent = Agent(encoder, controller, relative)
     if relative is not None:
         relative.update(encoder)
     return agent
