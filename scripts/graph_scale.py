@@ -49,9 +49,11 @@ def main() -> None:
     with torch.no_grad():
         acc = float((head(model.eval()(test)).argmax(1) == ds.labels[test]).float().mean())
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"{args.encoder} on {g.num_nodes:,} nodes, {g.num_edges:,} edges, {g.num_features} sparse={g.features.is_sparse} features, "
-          f"{ds.num_classes} classes: graph built in {built:.1f} s, {per_step:.2f} s per full-batch step ({args.threads} threads), "
-          f"test accuracy after {args.steps} steps {acc:.3f}, peak memory {peak_gb:.2f} GB")
+    print(
+        f"{args.encoder} on {g.num_nodes:,} nodes, {g.num_edges:,} edges, {g.num_features} sparse={g.features.is_sparse} features, "
+        f"{ds.num_classes} classes: graph built in {built:.1f} s, {per_step:.2f} s per full-batch step ({args.threads} threads), "
+        f"test accuracy after {args.steps} steps {acc:.3f}, peak memory {peak_gb:.2f} GB"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ import torch
 
 
 def embed(encoder, clips, batch: int = 64) -> np.ndarray:
-    parts = [encoder({"audio": clips.waveforms[i : i + batch], "length": clips.lengths[i : i + batch]}) for i in range(0, len(clips), batch)]
+    parts = [
+        encoder({"audio": clips.waveforms[i : i + batch], "length": clips.lengths[i : i + batch]})
+        for i in range(0, len(clips), batch)
+    ]
     return torch.cat(parts).numpy()
 
 
@@ -52,10 +55,16 @@ def main() -> None:
     torch.set_num_threads(1)
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="speech_probe-"))
     ds = load_spoken_words(data_dir, languages=["en"], voices_per_word=args.voices)
-    held = load_spoken_words(data_dir, languages=["en"], voices_per_word=args.voices, test_synthesizer="flite") if args.flite else None
+    held = (
+        load_spoken_words(data_dir, languages=["en"], voices_per_word=args.voices, test_synthesizer="flite")
+        if args.flite
+        else None
+    )
     train, test = ds.splits["train"].numpy(), ds.splits["test"].numpy()
     words, voices = ds.labels.numpy(), np.arange(len(ds)) % args.voices
-    print(f"spoken_words: {len(ds)} clips ({len(train)} train, {len(test)} test), mean {ds.views['audio:en'].lengths.float().mean() / 16000:.2f} s")
+    print(
+        f"spoken_words: {len(ds)} clips ({len(train)} train, {len(test)} test), mean {ds.views['audio:en'].lengths.float().mean() / 16000:.2f} s"
+    )
     for lead in args.lead:
         encoder = OpenWakeWord(lead_seconds=lead)
         encoder.load()

@@ -22,8 +22,14 @@ CASES = {
     "zero_std": (["dataset.std=[0.0]"], "dataset.std=[0.0] must be positive"),
     "missing_dataset": (["dataset=mnist", "paths.data_dir=/nonexistent"], "dataset MNIST not found"),
     "bad_scaling": (["translator.scaling=minmax"], "translator: scaling='minmax' is not one of"),
-    "graph_encoder_on_images": (["encoder=gcn"], "encoder.model.in_features refers to dataset.node_features, which dataset=digits does not set: a graph encoder"),
-    "audio_encoder_on_images": (["encoder=audio_cnn"], "encoder audio_cnn:en:s0 reads the view 'audio:en', which dataset digits does not have"),
+    "graph_encoder_on_images": (
+        ["encoder=gcn"],
+        "encoder.model.in_features refers to dataset.node_features, which dataset=digits does not set: a graph encoder",
+    ),
+    "audio_encoder_on_images": (
+        ["encoder=audio_cnn"],
+        "encoder audio_cnn:en:s0 reads the view 'audio:en', which dataset digits does not have",
+    ),
 }
 
 

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_cli
 from latentstitch.data.speech import SAMPLE_RATE, load_spoken_words
 from latentstitch.encoders.audio import AudioCNN, LogMel, hz_to_mel, mel_filterbank, mel_to_hz
 from latentstitch.errors import ConfigError
+
+from conftest import run_cli
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs the Debian package espeak-ng (make data)")
 QUIET = ["logger=none", "trainer.enable_progress_bar=false"]
@@ -121,7 +122,9 @@ def test_openwakeword_vector_depends_on_the_clip_alone(spoken, openwakeword):
     together = openwakeword(batch)
     i = int(clips.lengths[:6].argmin())
     short = clips.waveforms[i : i + 1, : int(clips.lengths[i])]  # no padding at all
-    torch.testing.assert_close(openwakeword({"audio": short, "length": clips.lengths[i : i + 1]}), together[i : i + 1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        openwakeword({"audio": short, "length": clips.lengths[i : i + 1]}), together[i : i + 1], atol=1e-4, rtol=1e-4
+    )
     assert openwakeword(torch.zeros(0, 100)).shape == (0, 96)
 
 

@@ -88,7 +88,12 @@ class AudioCNN(nn.Module):
         blocks: list[nn.Module] = []
         width = 1
         for out in channels:
-            blocks += [nn.Conv2d(width, int(out), 3, padding=1), nn.BatchNorm2d(int(out)), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
+            blocks += [
+                nn.Conv2d(width, int(out), 3, padding=1),
+                nn.BatchNorm2d(int(out)),
+                nn.ReLU(),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
             width = int(out)
         self.conv = nn.Sequential(*blocks)
         self.fc = nn.Sequential(nn.Linear(width, int(num_features)), nn.ReLU())

@@ -38,7 +38,9 @@ def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p == 0.0:
         return x
     if x.is_sparse:
-        return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p, True), x.shape, is_coalesced=True, check_invariants=False)
+        return torch.sparse_coo_tensor(
+            x.indices(), F.dropout(x.values(), p, True), x.shape, is_coalesced=True, check_invariants=False
+        )
     return F.dropout(x, p, True)
 
 

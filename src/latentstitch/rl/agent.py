@@ -132,7 +132,9 @@ def build_agent(settings: dict, anchor_frames: torch.Tensor | None = None) -> Ag
         relative = RelativeAnchors(anchor_frames, int(settings["latent_dim"]), float(settings["ema_momentum"]),
                                    bool(settings["relative_center"]), bool(settings.get("relative_scale", False)))  # fmt: skip
     in_dim = len(anchor_frames) if anchor_frames is not None else int(settings["latent_dim"])
-    controller = Controller(in_dim, int(settings["hidden"]), int(settings["actions"]), str(settings.get("controller_activation", "tanh")))
+    controller = Controller(
+        in_dim, int(settings["hidden"]), int(settings["actions"]), str(settings.get("controller_activation", "tanh"))
+    )
     agent = Agent(encoder, controller, relative)
     if relative is not None:
         relative.update(encoder)

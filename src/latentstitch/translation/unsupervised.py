@@ -180,7 +180,10 @@ class UnsupervisedTranslator(Persistent):
         elif self.combine == "average":
             w = polar(torch.stack(round_maps).mean(dim=0))
         else:  # the round whose map makes the most mutual nearest neighbours (no pairs needed)
-            scores = [mutual_nn_rate(F.normalize(xn @ polar(c), dim=1), yn, torch.Generator().manual_seed(self.seed)) for c in round_maps]
+            scores = [
+                mutual_nn_rate(F.normalize(xn @ polar(c), dim=1), yn, torch.Generator().manual_seed(self.seed))
+                for c in round_maps
+            ]
             w = polar(round_maps[int(np.argmax(scores))])
         agreement = [float((polar(c) * w).sum() / min(w.shape)) for c in round_maps]
 
@@ -197,7 +200,9 @@ class UnsupervisedTranslator(Persistent):
         }
         return self
 
-    def _relatives(self, xn: torch.Tensor, yn: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _relatives(
+        self, xn: torch.Tensor, yn: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self._relative(xn, cx), self._relative(yn, cy)
 
     def _pseudo_pair_map(self, xn: torch.Tensor, yn: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, k: int,

@@ -56,7 +56,9 @@ class OpenWakeWord(FrozenEncoder):
                 f"(only {self.version} does): pip install {self.package}=={self.version}"
             )
         if lead_seconds < 0 or tail_seconds < 0:
-            raise ConfigError(f"encoder={self.config_name}: lead_seconds={lead_seconds} and tail_seconds={tail_seconds} must be >= 0")
+            raise ConfigError(
+                f"encoder={self.config_name}: lead_seconds={lead_seconds} and tail_seconds={tail_seconds} must be >= 0"
+            )
         self.lead = int(round(float(lead_seconds) * SAMPLE_RATE))
         self.tail = int(round(float(tail_seconds) * SAMPLE_RATE))
         self.batch_windows = int(batch_windows)
