@@ -34,7 +34,7 @@ CASES = {
 
 
 # a process start each (about 8 s); these share the path of a fast case and run with `make test-slow`
-SLOW_CASES = {"anchors_zero", "diverged_encoder", "zero_std", "bad_scaling", "audio_encoder_on_images"}
+SLOW_CASES = {"anchors_zero", "diverged_encoder", "zero_std", "bad_scaling", "audio_encoder_on_images", "graph_encoder_on_images"}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES])
@@ -121,3 +121,18 @@ def test_a_full_cache_disk_is_one_error_line_and_no_half_entry(cli, full_disk):
     assert sweep.returncode == 1 and "Traceback" not in sweep.stderr, sweep.stderr[-2000:]
     grid = pd.read_csv(sweep.run_dir / "grid.csv")
     assert grid["status"].tolist() == ["failed"] and "No space left on device" in grid["error"].iloc[0]
+
+
+def test_a_setting_the_dataset_lacks_is_named_in_one_line():
+    """In process, the path behind graph_encoder_on_images (a slow CLI case)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationKeyError
+
+    from latentstitch.pipeline import user_error
+
+    cfg = OmegaConf.create({"dataset": {"name": "digits"}, "encoder": {"model": {"in_features": "${dataset.node_features}"}}})
+    with pytest.raises(InterpolationKeyError) as caught:
+        OmegaConf.to_container(cfg, resolve=True)
+    error = user_error(caught.value, cfg)
+    assert str(error).startswith("encoder.model.in_features refers to dataset.node_features, which dataset=digits does not set")
+    assert "graph encoder" in str(error)

@@ -259,12 +259,7 @@ def anisotropic_clusters(n, seed, d=16, k=10):
     return centres[torch.randint(0, k, (n,), generator=g)] + torch.randn(n, d, generator=g) * torch.linspace(1.0, 0.3, d)
 
 
-def test_unsupervised_restarts_recover_a_rotation_single_rounds_miss():
-    """One k-means + QAP round finds the hidden rotation for 1 of 4 seeds; ten rounds, the best
-    kept by the mutual-nearest-neighbour rate (combine=best), for all 4 without refinement; ten
-    rounds averaged (combine=average) then refined for 3 of 4 (measured errors: single 0.16 /
-    1.47-1.57, best 0.16 x 4, average+refine 0.07-0.17 x 3, 0.68). And the pair-free confidence
-    tells the successes from the failures."""
+def hidden_rotation_case():
     x, y0, test = anisotropic_clusters(3000, 1), anisotropic_clusters(3000, 2), anisotropic_clusters(1000, 3)
     q = rotation(16, 4).float()
     y = y0 @ q
@@ -274,16 +269,33 @@ def test_unsupervised_restarts_recover_a_rotation_single_rounds_miss():
         err = float((t.transform(test) - test @ q).norm() / (test - test.mean(0)).norm())
         return err, t.confidence_
 
+    return fit
+
+
+def test_unsupervised_restarts_recover_a_rotation_single_rounds_miss():
+    """One k-means + QAP round finds the hidden rotation for 1 of 4 seeds; ten rounds, the best
+    kept by the mutual-nearest-neighbour rate (combine=best), for all 4 without refinement
+    (measured errors: single 0.16 / 1.47-1.57, best 0.16 x 4). And the pair-free confidence tells
+    the successes from the failures."""
+    fit = hidden_rotation_case()
     single = [fit(repeats=1, refine_iters=0, seed=s) for s in range(4)]
     best = [fit(repeats=10, refine_iters=0, combine="best", seed=s) for s in range(4)]
-    average = [fit(repeats=10, refine_iters=100, combine="average", seed=s) for s in range(4)]
     assert sum(e < 0.3 for e, _ in single) <= 2 and all(e < 0.3 for e, _ in best)
-    assert sum(e < 0.3 for e, _ in average) >= 3
     assert all(math.isnan(c["confidence_restarts"]) for _, c in single)  # one round agrees with itself: no evidence
-    runs = single + best + average
-    right = [c["confidence_mutual_nn"] for e, c in runs if e < 0.3]
-    wrong = [c["confidence_mutual_nn"] for e, c in runs if e >= 0.3]
+    right = [c["confidence_mutual_nn"] for e, c in single + best if e < 0.3]
+    wrong = [c["confidence_mutual_nn"] for e, c in single + best if e >= 0.3]
     assert wrong and min(right) > max(wrong), (right, wrong)
+
+
+@pytest.mark.slow  # 18 s: four fits with 100 refinement rounds each
+def test_unsupervised_averaged_restarts_then_refinement_recover_the_rotation_mostly():
+    """Ten rounds' cross-covariances averaged (combine=average), then refined: 3 of 4 seeds
+    (measured errors 0.07-0.17, and 0.68 whose mutual-NN confidence is the lowest)."""
+    fit = hidden_rotation_case()
+    average = [fit(repeats=10, refine_iters=100, combine="average", seed=s) for s in range(4)]
+    assert sum(e < 0.3 for e, _ in average) >= 3
+    worst = max(average, key=lambda r: r[0])
+    assert worst[1]["confidence_mutual_nn"] == min(c["confidence_mutual_nn"] for _, c in average)
 
 
 def test_unsupervised_errors():

@@ -3,10 +3,10 @@ audio <-> text cell through run.py (issue 17)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -143,20 +143,17 @@ def test_openwakeword_identity_names_its_models_and_preprocessing(openwakeword):
 
 
 @needs_espeak
-def test_speech_and_text_stitch_in_both_directions(tmp_path):
-    """openWakeWord on spoken command words into a MiniLM head on the words' text, and back."""
+def test_speech_stitches_into_a_text_decoder(tmp_path):
+    """openWakeWord on spoken command words into a MiniLM head trained on the words' text."""
     pytest.importorskip("openwakeword")
     data = ["dataset=spoken_words", "dataset.loader.voices_per_word=24", "dataset.loader.languages=[en]", "anchors.num=60",
             f"paths.data_dir={tmp_path / 'data'}"]  # fmt: skip
-    r = run_cli(["-m", *data, "encoder=openwakeword,minilm", "decoder=minilm,openwakeword", *QUIET], tmp_path, timeout=900)
+    r = run_cli([*data, "encoder=openwakeword", "decoder=minilm", *QUIET], tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    grid = pd.read_csv(r.run_dir / "grid.csv").set_index(["encoder", "decoder"])
-    assert (grid["status"] == "ok").all() and len(grid) == 4
-    audio_to_text = grid.loc[("openwakeword:en", "minilm:en")]
-    text_to_audio = grid.loc[("minilm:en", "openwakeword:en")]
-    assert audio_to_text["native_acc"] == pytest.approx(1.0)  # ten distinct words: the text head is exact
-    assert audio_to_text["stitched_acc"] > 0.6, audio_to_text.to_dict()  # chance 0.1
-    assert text_to_audio["stitched_acc"] > 0.8 * text_to_audio["native_acc"], text_to_audio.to_dict()
+    cell = json.loads((r.run_dir / "metrics.json").read_text())
+    assert (cell["encoder"], cell["decoder"]) == ("openwakeword:en", "minilm:en")
+    assert cell["native_acc"] == pytest.approx(1.0)  # ten distinct words: the text head is exact
+    assert cell["stitched_acc"] > 0.6, cell  # chance 0.1; 0.89 measured with 50 voices and 100 anchors
 
 
 @needs_espeak
