@@ -101,6 +101,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "issue9-cache"  # shared with the other issue-9 test files
 
 
+@pytest.mark.slow  # 11.5 s; product-of-invariances projections and aggregation are checked in process in test_relative.py
 def test_product_of_invariances_with_sum_and_mlp_sum(tmp_path, cache):
     """cosine x euclidean relative stitching on digits mlp -> cnn, aggregated by sum and by mlp_sum
     (one sweep, ~18 s with a cold cache). Measured: sum native 0.958 / stitched 0.911, mlp_sum
