@@ -20,20 +20,18 @@ EMOJI = ["dataset=emoji", "dataset.max_train=300", "dataset.max_test=150", "data
 @pytest.fixture(scope="module")
 def cross_modal(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cross_modal")
-    r = run_cli(
-        ["-m", *EMOJI, "encoder=mobilenetv2,minilm", "decoder=mobilenetv2,minilm", "head=svm,mlp,linear"], tmp, timeout=1200
-    )
+    r = run_cli(["-m", *EMOJI, "encoder=mobilenetv2,minilm", "decoder=mobilenetv2,minilm", "head=svm,linear"], tmp, timeout=1200)
     return r, tmp
 
 
-def test_cross_modal_cells_stitch_in_both_directions_for_every_head(cross_modal):
+def test_cross_modal_cells_stitch_in_both_directions_for_two_heads(cross_modal):
     r, _ = cross_modal
     assert r.returncode == 0, r.stderr[-3000:]
     grid = pd.read_csv(r.run_dir / "grid.csv")
-    assert len(grid) == 12 and (grid["status"] == "ok").all()
+    assert len(grid) == 8 and (grid["status"] == "ok").all()
     assert set(grid["encoder"]) == {"mobilenetv2", "minilm:en"}
     off = grid[grid["encoder"] != grid["decoder"]]
-    assert len(off) == 6  # image -> text and text -> image, for svm, mlp and linear
+    assert len(off) == 4  # image -> text and text -> image, for svm and linear (mlp: every other cell test)
     for _, cell in off.iterrows():
         where = f"{cell['encoder']} -> {cell['decoder']} ({cell['head']})"
         assert cell["native_acc"] > 0.55, where  # 9 groups, majority share ~0.2
@@ -50,7 +48,7 @@ def test_pretrained_spaces_are_cached_once(cross_modal):
     cache = Cache(tmp / "cache")
     assert len(cache.entries("space")) == 4 and cache.entries("encoder") == []  # frozen: nothing trained
     assert log.count("cache miss: space mobilenetv2 train") == 1 and log.count("cache miss: space minilm:en test") == 1
-    assert len(cache.entries("decoder")) == 6  # 3 heads x 2 target spaces
+    assert len(cache.entries("decoder")) == 4  # 2 heads x 2 target spaces
 
 
 def test_cross_lingual_retrieval_between_different_encoders(tmp_path):

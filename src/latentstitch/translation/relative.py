@@ -418,22 +418,34 @@ def farthest_point_sampling(
 
 
 def kmeans(
-    x: torch.Tensor, k: int, seed: int = 0, iters: int = 50, n_init: int = 1, tol: float = 1e-6
+    x: torch.Tensor,
+    k: int,
+    seed: int = 0,
+    iters: int = 50,
+    n_init: int = 1,
+    tol: float = 1e-6,
+    init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means with k-means++ seeding: ``(centroids (k, d), assignment (n,))``.
 
     Deterministic for a given ``seed``; the best of ``n_init`` seedings (lowest inertia). An
-    emptied cluster is re-seeded at the point farthest from its centroid.
+    emptied cluster is re-seeded at the point farthest from its centroid. ``init`` (k, d): start
+    Lloyd's iterations there instead (one run, no seeding), so centroid i stays the cluster that
+    grew from ``init[i]``: how mini-vec2vec's second refinement keeps two clusterings paired.
     """
     n = len(x)
     if not 1 <= k <= n:
         raise TranslationError(f"k-means with {k} clusters needs at least {k} points, got {n}")
+    if init is not None and tuple(init.shape) != (k, x.shape[1]):
+        raise TranslationError(f"k-means init has shape {tuple(init.shape)}, expected ({k}, {x.shape[1]})")
     gen = torch.Generator().manual_seed(int(seed))
     pts = x.double()
     sq = pts.square().sum(dim=1)
     best: tuple[float, torch.Tensor, torch.Tensor] | None = None
-    for _ in range(max(1, int(n_init))):
-        centres = _kmeans_once(pts, sq, k, gen, iters, tol)
+    for _ in range(1 if init is not None else max(1, int(n_init))):
+        centres = (
+            _lloyd(pts, sq, init.double().clone(), iters, tol) if init is not None else _kmeans_once(pts, sq, k, gen, iters, tol)
+        )
         inertia, assign = _nearest_centre(pts, sq, centres)
         if best is None or float(inertia.sum()) < best[0]:
             best = (float(inertia.sum()), centres, assign)
@@ -464,6 +476,12 @@ def _kmeans_once(pts: torch.Tensor, sq: torch.Tensor, k: int, gen: torch.Generat
         j = int(torch.multinomial(d2 / total, 1, generator=gen)) if total > 0 else int(torch.randint(n, (1,), generator=gen))
         centres[c] = pts[j]
         d2 = torch.minimum(d2, (sq - 2 * pts @ centres[c] + centres[c].square().sum()).clamp_min(0))
+    return _lloyd(pts, sq, centres, iters, tol)
+
+
+def _lloyd(pts: torch.Tensor, sq: torch.Tensor, centres: torch.Tensor, iters: int, tol: float) -> torch.Tensor:
+    """Lloyd's iterations from ``centres`` until they move less than ``tol`` (relative)."""
+    k = len(centres)
     for _ in range(int(iters)):
         nearest, assign = _nearest_centre(pts, sq, centres, clamp=False)
         counts = torch.bincount(assign, minlength=k).to(pts.dtype)

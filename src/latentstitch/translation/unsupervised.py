@@ -11,7 +11,10 @@ al., 2025; the public notebook ``guy-dar/mini-vec2vec``), a linear method:
    space's matched centroids);
 4. orthogonal Procrustes on those pseudo-pairs;
 5. refine: map a batch, pair each point with the mean of its nearest ys, Procrustes again, and
-   average with the current map (then take the nearest orthogonal matrix).
+   average with the current map (then take the nearest orthogonal matrix);
+6. optionally (``refine_clusters``, mini-vec2vec's 500) refine by many clusters: k-means on X,
+   k-means on Y started at the mapped X centroids (so centroid i of Y grew from centroid i of X),
+   Procrustes on the centroid pairs, averaged with the current map in the same way.
 
 ``transform(x) = ((x - mean_X) / norm_X) @ W * norm_Y + mean_Y`` (``norm``: each fit sample's mean
 centred norm), so the output lives in the absolute target space and any decoder of it consumes it.
@@ -37,7 +40,7 @@ from latentstitch.translation import TranslationError
 from latentstitch.translation.relative import _label, _matrix, kmeans
 from latentstitch.translation.state import Persistent, scalar
 
-__all__ = ["UnsupervisedTranslator", "procrustes"]
+__all__ = ["UnsupervisedTranslator", "cluster_refinement", "procrustes"]
 
 
 def procrustes(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -63,6 +66,17 @@ def mutual_nn_rate(mapped: torch.Tensor, targets: torch.Tensor, gen: torch.Gener
     return float((backward[forward] == torch.arange(len(a))).double().mean())
 
 
+def cluster_refinement(xn: torch.Tensor, yn: torch.Tensor, w: torch.Tensor, clusters: int, momentum: float,
+                       seed: int = 0) -> torch.Tensor:  # fmt: skip
+    """mini-vec2vec's second refinement: k-means with ``clusters`` centroids on X, k-means on Y
+    started at the X centroids mapped by ``w`` (so Y's centroid i grew from X's centroid i: a
+    pairing that needs no labels), Procrustes on the centroid pairs, averaged with ``w`` by
+    ``momentum`` and projected back to the nearest orthogonal map."""
+    cx, _ = kmeans(xn, clusters, seed=seed)
+    cy, _ = kmeans(yn, clusters, init=cx @ w)
+    return polar(momentum * w + (1 - momentum) * procrustes(cx, cy))
+
+
 def _nearest_mean(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """For each query row: the mean of ``values`` over its ``k`` most similar ``keys`` (inner product)."""
     out = []
@@ -78,20 +92,25 @@ class UnsupervisedTranslator(Persistent):
     Settings: ``clusters`` (k-means per space), ``repeats`` (independent k-means + matching rounds
     whose centroid pairs are pooled), ``qap_inits`` (random starts of the quadratic assignment),
     ``neighbours`` (ys averaged into each pseudo-pair), ``refine_iters`` x ``refine_batch`` and
-    ``momentum`` (weight of the current map in the refinement average), ``max_samples`` (per space,
-    a seeded subsample), ``kmeans_inits`` (k-means++ seedings per clustering, the best kept), ``seed``.
+    ``momentum`` (weight of the current map in the refinement average), ``refine_clusters`` (the
+    cluster refinement's k; 0 skips it), ``max_samples`` (per space, a seeded subsample),
+    ``kmeans_inits`` (k-means++ seedings per clustering, the best kept), ``combine`` (how the
+    rounds' matchings become one map: ``pool`` their centroid pairs, ``average`` their
+    cross-covariances, or take the ``best`` round by mutual nearest neighbours), ``seed``.
+
+    ``confidence_`` after ``fit``: scores that need no pairs (see :meth:`fit`).
     """
 
     projection_method = False
     paired = False  # fit(x, y) takes two unpaired samples
     name = "unsupervised"
     DEFAULTS = {"clusters": 10, "repeats": 10, "qap_inits": 30, "neighbours": 50, "refine_iters": 100, "refine_batch": 1000,
-                "momentum": 0.5, "max_samples": 5000, "kmeans_inits": 3, "combine": "pool"}  # fmt: skip
+                "momentum": 0.5, "max_samples": 5000, "kmeans_inits": 3, "combine": "pool", "refine_clusters": 0}  # fmt: skip
     COMBINE = ("pool", "average", "best")
 
     def __init__(self, scaling: str = "center", clusters: int = 10, repeats: int = 10, qap_inits: int = 30, neighbours: int = 50,
                  refine_iters: int = 100, refine_batch: int = 1000, momentum: float = 0.5, max_samples: int = 5000, kmeans_inits: int = 3,
-                 combine: str = "pool", seed: int = 0):  # fmt: skip
+                 combine: str = "pool", refine_clusters: int = 0, seed: int = 0):  # fmt: skip
         if scaling != "center":
             raise TranslationError(
                 f"translator.scaling={scaling!r}: the unsupervised translator centres each space (scaling=center)"
@@ -100,7 +119,7 @@ class UnsupervisedTranslator(Persistent):
         self.clusters, self.repeats, self.qap_inits = int(clusters), int(repeats), int(qap_inits)
         self.neighbours, self.refine_iters, self.refine_batch = int(neighbours), int(refine_iters), int(refine_batch)
         self.momentum, self.max_samples, self.seed = float(momentum), int(max_samples), int(seed)
-        self.kmeans_inits = int(kmeans_inits)
+        self.kmeans_inits, self.refine_clusters = int(kmeans_inits), int(refine_clusters)
         if combine not in self.COMBINE:
             raise TranslationError(f"translator.combine={combine!r} is not one of {', '.join(self.COMBINE)}")
         self.combine = str(combine)
@@ -115,6 +134,11 @@ class UnsupervisedTranslator(Persistent):
         if self.max_samples < max(self.clusters, self.neighbours):
             raise TranslationError(f"translator.max_samples={self.max_samples} must be at least translator.clusters={self.clusters} "
                                    f"and translator.neighbours={self.neighbours}")  # fmt: skip
+        if self.refine_clusters < 0:
+            raise TranslationError(f"translator.refine_clusters={refine_clusters} must be >= 0 (0: no cluster refinement)")
+        if self.max_samples < self.refine_clusters:
+            raise TranslationError(f"translator.max_samples={self.max_samples} must be at least "
+                                   f"translator.refine_clusters={self.refine_clusters}")  # fmt: skip
         if not 0 <= self.momentum < 1:
             raise TranslationError(f"translator.momentum={momentum} must be in [0, 1)")
         self.weight: torch.Tensor | None = None
@@ -141,11 +165,11 @@ class UnsupervisedTranslator(Persistent):
         self.source_dim, self.target_dim, self.dtype = self.weight.shape[0], self.weight.shape[1], torch.float32
 
     def check_samples(self, n_x: int, n_y: int) -> None:
-        need = max(self.clusters, self.neighbours)
+        need = max(self.clusters, self.neighbours, self.refine_clusters)
         if min(n_x, n_y) < need:
             raise TranslationError(
                 f"the unsupervised translator needs at least {need} samples per space (translator.clusters={self.clusters}, "
-                f"translator.neighbours={self.neighbours}), got {n_x} and {n_y}"
+                f"translator.neighbours={self.neighbours}, translator.refine_clusters={self.refine_clusters}), got {n_x} and {n_y}"
             )
 
     # ------------------------------------------------------------------------------ fit
@@ -162,13 +186,14 @@ class UnsupervisedTranslator(Persistent):
         self.source_dim, self.target_dim, self.dtype = x.shape[1], y.shape[1], torch.float32
 
         # 1-2: matched centroid pairs from independent rounds of k-means + matching
-        mx, my = [], []
+        mx, my, gram_fit = [], [], []
         for r in range(self.repeats):
             cx, _ = kmeans(xn, self.clusters, seed=self.seed * 7919 + 2 * r, n_init=self.kmeans_inits)
             cy, _ = kmeans(yn, self.clusters, seed=self.seed * 7919 + 2 * r + 1, n_init=self.kmeans_inits)
-            perm = self._match(cx, cy, seed=self.seed * 7919 + r)
+            perm, fit = self._match(cx, cy, seed=self.seed * 7919 + r)
             mx.append(cx)
             my.append(cy[perm])
+            gram_fit.append(fit)
         self.centroids = (torch.cat(mx), torch.cat(my))
 
         # 3-4: pseudo-pairs through relative representations, then Procrustes: on the pooled
@@ -192,11 +217,15 @@ class UnsupervisedTranslator(Persistent):
             batch = xn[torch.randperm(len(xn), generator=gen)[: self.refine_batch]]
             targets = _nearest_mean(F.normalize(batch @ w, dim=1), yn, yn, k)
             w_new = procrustes(batch, targets)
-            w = procrustes(torch.eye(len(w), dtype=w.dtype), self.momentum * w + (1 - self.momentum) * w_new)
+            w = polar(self.momentum * w + (1 - self.momentum) * w_new)
+        # 6: refinement by many clusters, paired through the current map
+        if self.refine_clusters:
+            w = cluster_refinement(xn, yn, w, self.refine_clusters, self.momentum, seed=self.seed * 7919 + 2 * self.repeats)
         self.weight = w
         self.confidence_ = {
             "confidence_restarts": float(np.mean(agreement)) if len(agreement) > 1 else float("nan"),
             "confidence_mutual_nn": mutual_nn_rate(F.normalize(xn @ w, dim=1), yn, gen),
+            "confidence_gram": float(np.mean(gram_fit)),
         }
         return self
 
@@ -217,8 +246,10 @@ class UnsupervisedTranslator(Persistent):
         rel = points @ F.normalize(centroids, dim=1).T
         return F.normalize(rel - rel.mean(dim=0), dim=1)
 
-    def _match(self, cx: torch.Tensor, cy: torch.Tensor, seed: int) -> torch.Tensor:
-        """Permutation p such that centroid i of X corresponds to centroid p[i] of Y (QAP, maximised)."""
+    def _match(self, cx: torch.Tensor, cy: torch.Tensor, seed: int) -> tuple[torch.Tensor, float]:
+        """Permutation p such that centroid i of X corresponds to centroid p[i] of Y (QAP, maximised),
+        and how well the matched Gram matrices agree: the Pearson correlation of their off-diagonal
+        entries (1: the two sets of centroids have the same similarity structure under p)."""
         from scipy.optimize import quadratic_assignment
 
         def gram(c: torch.Tensor) -> np.ndarray:
@@ -240,7 +271,9 @@ class UnsupervisedTranslator(Persistent):
             score = float((a * b[np.ix_(res.col_ind, res.col_ind)]).sum())
             if score > best_score:
                 best, best_score = res.col_ind, score
-        return torch.as_tensor(best, dtype=torch.long)
+        off = ~np.eye(len(a), dtype=bool)
+        fit = float(np.corrcoef(a[off], b[np.ix_(best, best)][off])[0, 1])
+        return torch.as_tensor(best, dtype=torch.long), fit
 
     # ------------------------------------------------------------------------------ transform
     def transform(self, x: torch.Tensor) -> torch.Tensor:
