@@ -38,13 +38,13 @@ def test_wordnet_graph_is_symmetric_and_shares_ids_labels_and_glosses_with_the_t
 
 @needs_wordnet
 def test_gcn_cross_seed_cell_stitches_at_least_0_9_of_native(tmp_path):
-    r = run_cli(["dataset=wordnet_graph", "encoder=gcn", "decoder=gcn", "decoder.space.seed=1", "logger=none",
-                 "trainer.enable_progress_bar=false"], tmp_path, timeout=600)  # fmt: skip
+    r = run_cli(["dataset=wordnet_graph", "encoder=gcn", "decoder=gcn", "decoder.space.seed=1", "dataset.max_epochs=80",
+                 "logger=none", "trainer.enable_progress_bar=false"], tmp_path, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     m = r.metrics
-    assert m["native_acc"] > 0.8  # seen 0.974 (7 classes)
-    assert m["stitched_acc"] >= 0.9 * m["native_acc"], m  # seen 0.908
-    assert m["untranslated_acc"] < 0.5  # a seed-0 GCN straight into a seed-1 head: seen 0.105
+    assert m["native_acc"] > 0.8  # seen 0.977 (7 classes; 80 full-batch steps, the preset's 200: 0.974)
+    assert m["stitched_acc"] >= 0.9 * m["native_acc"], m  # seen 0.972
+    assert m["untranslated_acc"] < 0.5  # a seed-0 GCN straight into a seed-1 head: seen 0.398 (0.284 at 200 steps)
 
 
 @needs_espeak

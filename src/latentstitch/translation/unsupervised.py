@@ -96,7 +96,8 @@ class UnsupervisedTranslator(Persistent):
     cluster refinement's k; 0 skips it), ``max_samples`` (per space, a seeded subsample),
     ``kmeans_inits`` (k-means++ seedings per clustering, the best kept), ``combine`` (how the
     rounds' matchings become one map: ``pool`` their centroid pairs, ``average`` their
-    cross-covariances, or take the ``best`` round by mutual nearest neighbours), ``seed``.
+    cross-covariances, or take the ``best`` round by mutual nearest neighbours),
+    ``stability_fits`` (that many more fits from other seeds, only to measure agreement), ``seed``.
 
     ``confidence_`` after ``fit``: scores that need no pairs (see :meth:`fit`).
     """
@@ -105,12 +106,13 @@ class UnsupervisedTranslator(Persistent):
     paired = False  # fit(x, y) takes two unpaired samples
     name = "unsupervised"
     DEFAULTS = {"clusters": 10, "repeats": 10, "qap_inits": 30, "neighbours": 50, "refine_iters": 100, "refine_batch": 1000,
-                "momentum": 0.5, "max_samples": 5000, "kmeans_inits": 3, "combine": "pool", "refine_clusters": 0}  # fmt: skip
+                "momentum": 0.5, "max_samples": 5000, "kmeans_inits": 3, "combine": "pool", "refine_clusters": 0,
+                "stability_fits": 0}  # fmt: skip
     COMBINE = ("pool", "average", "best")
 
     def __init__(self, scaling: str = "center", clusters: int = 10, repeats: int = 10, qap_inits: int = 30, neighbours: int = 50,
                  refine_iters: int = 100, refine_batch: int = 1000, momentum: float = 0.5, max_samples: int = 5000, kmeans_inits: int = 3,
-                 combine: str = "pool", refine_clusters: int = 0, seed: int = 0):  # fmt: skip
+                 combine: str = "pool", refine_clusters: int = 0, stability_fits: int = 0, seed: int = 0):  # fmt: skip
         if scaling != "center":
             raise TranslationError(
                 f"translator.scaling={scaling!r}: the unsupervised translator centres each space (scaling=center)"
@@ -119,7 +121,11 @@ class UnsupervisedTranslator(Persistent):
         self.clusters, self.repeats, self.qap_inits = int(clusters), int(repeats), int(qap_inits)
         self.neighbours, self.refine_iters, self.refine_batch = int(neighbours), int(refine_iters), int(refine_batch)
         self.momentum, self.max_samples, self.seed = float(momentum), int(max_samples), int(seed)
-        self.kmeans_inits, self.refine_clusters = int(kmeans_inits), int(refine_clusters)
+        self.kmeans_inits, self.refine_clusters, self.stability_fits = (
+            int(kmeans_inits),
+            int(refine_clusters),
+            int(stability_fits),
+        )
         if combine not in self.COMBINE:
             raise TranslationError(f"translator.combine={combine!r} is not one of {', '.join(self.COMBINE)}")
         self.combine = str(combine)
@@ -134,6 +140,8 @@ class UnsupervisedTranslator(Persistent):
         if self.max_samples < max(self.clusters, self.neighbours):
             raise TranslationError(f"translator.max_samples={self.max_samples} must be at least translator.clusters={self.clusters} "
                                    f"and translator.neighbours={self.neighbours}")  # fmt: skip
+        if self.stability_fits < 0:
+            raise TranslationError(f"translator.stability_fits={stability_fits} must be >= 0 (0: no stability check)")
         if self.refine_clusters < 0:
             raise TranslationError(f"translator.refine_clusters={refine_clusters} must be >= 0 (0: no cluster refinement)")
         if self.max_samples < self.refine_clusters:
@@ -174,9 +182,16 @@ class UnsupervisedTranslator(Persistent):
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> UnsupervisedTranslator:
-        """Fit on unpaired samples ``x`` (source) and ``y`` (target): their rows need not correspond."""
+        """Fit on unpaired samples ``x`` (source) and ``y`` (target): their rows need not correspond.
+
+        Sets ``confidence_``, each needing no pairs: ``confidence_mutual_nn`` (share of mutual
+        nearest neighbours between mapped sources and targets), ``confidence_gram`` (how well the
+        matched centroids' Gram matrices correlate, averaged over rounds), ``confidence_restarts``
+        (agreement of the rounds' maps with the final one) and, with ``stability_fits``,
+        ``confidence_stability`` (agreement with fits from other seeds)."""
         x, y = _matrix("x", x), _matrix("y", y)
         self.check_samples(len(x), len(y))
+        given = (x, y)
         gen = torch.Generator().manual_seed(self.seed)
         x, y = (t[torch.randperm(len(t), generator=gen)[: self.max_samples]].double() for t in (x, y))
         self.x_mean, self.y_mean = x.mean(dim=0), y.mean(dim=0)
@@ -227,7 +242,20 @@ class UnsupervisedTranslator(Persistent):
             "confidence_mutual_nn": mutual_nn_rate(F.normalize(xn @ w, dim=1), yn, gen),
             "confidence_gram": float(np.mean(gram_fit)),
         }
+        if self.stability_fits:
+            self.confidence_["confidence_stability"] = self._stability(*given)
         return self
+
+    def _stability(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Agreement (mean cosine of the maps' columns, 1 = the same map) of this fit with
+        ``stability_fits`` others from other seeds, hence other subsamples, clusterings and
+        matchings. Refinement pulls every fit that found the correspondence to the same map; fits
+        that matched the centroids wrongly land on different wrong ones."""
+        settings = {**self.config(), "stability_fits": 0}
+        others = [UnsupervisedTranslator(**{**settings, "seed": self.seed + 1000 * (i + 1)}).fit(x, y)
+                  for i in range(self.stability_fits)]  # fmt: skip
+        assert self.weight is not None  # fit() sets it before calling this
+        return float(np.mean([float((o.weight * self.weight).sum()) / min(self.weight.shape) for o in others]))
 
     def _relatives(
         self, xn: torch.Tensor, yn: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor
