@@ -254,8 +254,11 @@ class UnsupervisedTranslator(Persistent):
         settings = {**self.config(), "stability_fits": 0}
         others = [UnsupervisedTranslator(**{**settings, "seed": self.seed + 1000 * (i + 1)}).fit(x, y)
                   for i in range(self.stability_fits)]  # fmt: skip
-        assert self.weight is not None  # fit() sets it before calling this
-        return float(np.mean([float((o.weight * self.weight).sum()) / min(self.weight.shape) for o in others]))
+        agreement = []
+        for other in others:
+            assert self.weight is not None and other.weight is not None  # both fitted
+            agreement.append(float((other.weight * self.weight).sum()) / min(self.weight.shape))
+        return float(np.mean(agreement))
 
     def _relatives(
         self, xn: torch.Tensor, yn: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor
