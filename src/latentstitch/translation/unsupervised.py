@@ -243,21 +243,22 @@ class UnsupervisedTranslator(Persistent):
             "confidence_gram": float(np.mean(gram_fit)),
         }
         if self.stability_fits:
-            self.confidence_["confidence_stability"] = self._stability(*given)
+            self.confidence_["confidence_stability"] = self._stability(*given, xn)
         return self
 
-    def _stability(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Agreement (mean cosine of the maps' columns, 1 = the same map) of this fit with
-        ``stability_fits`` others from other seeds, hence other subsamples, clusterings and
-        matchings. Refinement pulls every fit that found the correspondence to the same map; fits
-        that matched the centroids wrongly land on different wrong ones."""
+    def _stability(self, x: torch.Tensor, y: torch.Tensor, xn: torch.Tensor) -> float:
+        """Agreement of this fit with ``stability_fits`` others from other seeds (hence other
+        subsamples, clusterings and matchings): the mean cosine between where the two maps send
+        each (centred, normalised) sample, 1 = the same map on the data. Refinement pulls every fit
+        that found the correspondence to the same map; fits that matched the centroids wrongly land
+        on different wrong ones. Measured on the data rather than on the matrices, so directions the
+        data barely uses, where fits may differ harmlessly, count for little."""
         settings = {**self.config(), "stability_fits": 0}
-        others = [UnsupervisedTranslator(**{**settings, "seed": self.seed + 1000 * (i + 1)}).fit(x, y)
-                  for i in range(self.stability_fits)]  # fmt: skip
         agreement = []
-        for other in others:
+        for i in range(self.stability_fits):
+            other = UnsupervisedTranslator(**{**settings, "seed": self.seed + 1000 * (i + 1)}).fit(x, y)
             assert self.weight is not None and other.weight is not None  # both fitted
-            agreement.append(float((other.weight * self.weight).sum()) / min(self.weight.shape))
+            agreement.append(float(F.cosine_similarity(xn @ self.weight, xn @ other.weight, dim=1).mean()))
         return float(np.mean(agreement))
 
     def _relatives(
