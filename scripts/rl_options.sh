@@ -18,9 +18,10 @@ declare -A OPTIONS=(
   [relu_512]="rl.controller_activation=relu rl.hidden=512"
   [r3l_all]="rl.relative_scale=true rl.ema_momentum=0.999 rl.controller_activation=relu rl.hidden=512"
   [ema_0.9_all]="rl.relative_scale=true rl.ema_momentum=0.9 rl.controller_activation=relu rl.hidden=512"
+  [ema_0.9_scale]="rl.relative_scale=true rl.ema_momentum=0.9"
 )
 variants=("$@")
-[ ${#variants[@]} -eq 0 ] && variants=(baseline ema_0.9 ema_0.999 ema_0 scale relu_512 r3l_all ema_0.9_all)
+[ ${#variants[@]} -eq 0 ] && variants=(baseline ema_0.9 ema_0.999 ema_0 scale relu_512 r3l_all ema_0.9_all ema_0.9_scale)
 python=${PYTHON:-.venv/bin/python}
 mkdir -p outputs/rl_options
 for v in "${variants[@]}"; do
