@@ -19,18 +19,24 @@ declare -A OPTIONS=(
   [r3l_all]="rl.relative_scale=true rl.ema_momentum=0.999 rl.controller_activation=relu rl.hidden=512"
   [ema_0.9_all]="rl.relative_scale=true rl.ema_momentum=0.9 rl.controller_activation=relu rl.hidden=512"
   [ema_0.9_scale]="rl.relative_scale=true rl.ema_momentum=0.9"
+  # 500k steps per relative agent: the long preset (EMA 0.9, the best option at 100k) and R3L's settings
+  [long_ema_0.9]="+experiment=rl_stitching_long"
+  [long_r3l_all]="+experiment=rl_stitching_long rl.relative_scale=true rl.ema_momentum=0.999 rl.controller_activation=relu rl.hidden=512"
 )
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(baseline ema_0.9 ema_0.999 ema_0 scale relu_512 r3l_all ema_0.9_all ema_0.9_scale)
+# the long variants (about 50 min each on a busy core) run only when named
 python=${PYTHON:-.venv/bin/python}
 mkdir -p outputs/rl_options
 for v in "${variants[@]}"; do
   [ -v "OPTIONS[$v]" ] || { echo "error: unknown variant $v (one of ${!OPTIONS[*]})" >&2; exit 2; }
   dir=outputs/rl_options/$v
   if [ ! -f "$dir/metrics.json" ]; then
+    options=${OPTIONS[$v]}
+    [[ $options == +experiment=* ]] || options="+experiment=rl_stitching $options"
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 $python run.py +experiment=rl_stitching 'rl.kinds=[relative]' rl.workers=1 threads=1 logger=none \
-      ${OPTIONS[$v]} hydra.run.dir="$dir" > "$dir.log" 2>&1 || { echo "error: variant $v failed, see $dir.log" >&2; exit 1; }
+    OMP_NUM_THREADS=1 $python run.py 'rl.kinds=[relative]' rl.workers=1 threads=1 logger=none \
+      $options hydra.run.dir="$dir" > "$dir.log" 2>&1 || { echo "error: variant $v failed, see $dir.log" >&2; exit 1; }
   fi
   $python - "$v" "$dir/metrics.json" <<'PY'
 import json, sys
