@@ -35,6 +35,9 @@ def _fitted_methods() -> list[Persistent]:
     methods.append(RelativeStitching(projections=["cosine", "euclidean"], aggregation="sum").fit(x[:50], y[:50]))
     methods.append(InverseRelativeTranslator(prune_threshold=0.5, subsets=2).fit(x[:80], y[:80]))
     methods.append(UnsupervisedTranslator(clusters=4, repeats=2, qap_inits=2, neighbours=5, refine_iters=3).fit(x[:200], y[200:]))
+    methods.append(
+        UnsupervisedTranslator(init="gromov", gw_samples=50, repeats=2, neighbours=5, refine_iters=3).fit(x[:200], y[200:])
+    )
     methods.append(RelativeProjection("cosine", center=True, top_k=5).fit(x[:30]))
     return methods
 

@@ -12,6 +12,12 @@ al., 2025; the public notebook ``guy-dar/mini-vec2vec``), a linear method:
 4. orthogonal Procrustes on those pseudo-pairs;
 5. refine: map a batch, pair each point with the mean of its nearest ys, Procrustes again, and
    average with the current map (then take the nearest orthogonal matrix);
+   Or (``init="gromov"``, beyond the papers) steps 2-4 by Gromov-Wasserstein optimal transport
+   (POT): couple ``gw_samples`` points of X with as many of Y so that distances within X match
+   distances within Y, at a high entropy (``gw_epsilon``), and take each x's pseudo-partner as the
+   coupling-weighted mean of the ys; one such coupling per round. The coarse, high-entropy coupling
+   is the point: it pins the global layout down, and the refinement below sharpens it (sharper
+   couplings, annealed towards the exact problem, stopped in worse local optima here);
 6. optionally (``refine_clusters``, mini-vec2vec's 500) refine by many clusters: k-means on X,
    k-means on Y started at the mapped X centroids (so centroid i of Y grew from centroid i of X),
    Procrustes on the centroid pairs, averaged with the current map in the same way.
@@ -97,7 +103,10 @@ class UnsupervisedTranslator(Persistent):
     ``kmeans_inits`` (k-means++ seedings per clustering, the best kept), ``combine`` (how the
     rounds' matchings become one map: ``pool`` their centroid pairs, ``average`` their
     cross-covariances, or take the ``best`` round by mutual nearest neighbours),
-    ``stability_fits`` (that many more fits from other seeds, only to measure agreement), ``seed``.
+    ``stability_fits`` (that many more fits from other seeds, only to measure agreement), ``init``
+    (``kmeans``: k-means + QAP matching of centroids; ``gromov``: a Gromov-Wasserstein coupling of
+    ``gw_samples`` points per space at entropy ``gw_epsilon``; ``both``: a full fit from each, the
+    one whose map makes more mutual nearest neighbours kept), ``seed``.
 
     ``confidence_`` after ``fit``: scores that need no pairs (see :meth:`fit`).
     """
@@ -107,12 +116,14 @@ class UnsupervisedTranslator(Persistent):
     name = "unsupervised"
     DEFAULTS = {"clusters": 10, "repeats": 10, "qap_inits": 30, "neighbours": 50, "refine_iters": 100, "refine_batch": 1000,
                 "momentum": 0.5, "max_samples": 5000, "kmeans_inits": 3, "combine": "pool", "refine_clusters": 0,
-                "stability_fits": 0}  # fmt: skip
+                "stability_fits": 0, "init": "kmeans", "gw_samples": 1000, "gw_epsilon": 0.1}  # fmt: skip
     COMBINE = ("pool", "average", "best")
+    INIT = ("kmeans", "gromov", "both")
 
     def __init__(self, scaling: str = "center", clusters: int = 10, repeats: int = 10, qap_inits: int = 30, neighbours: int = 50,
                  refine_iters: int = 100, refine_batch: int = 1000, momentum: float = 0.5, max_samples: int = 5000, kmeans_inits: int = 3,
-                 combine: str = "pool", refine_clusters: int = 0, stability_fits: int = 0, seed: int = 0):  # fmt: skip
+                 combine: str = "pool", refine_clusters: int = 0, stability_fits: int = 0, init: str = "kmeans",
+                 gw_samples: int = 1000, gw_epsilon: float = 0.1, seed: int = 0):  # fmt: skip
         if scaling != "center":
             raise TranslationError(
                 f"translator.scaling={scaling!r}: the unsupervised translator centres each space (scaling=center)"
@@ -129,6 +140,13 @@ class UnsupervisedTranslator(Persistent):
         if combine not in self.COMBINE:
             raise TranslationError(f"translator.combine={combine!r} is not one of {', '.join(self.COMBINE)}")
         self.combine = str(combine)
+        if init not in self.INIT:
+            raise TranslationError(f"translator.init={init!r} is not one of {', '.join(self.INIT)}")
+        self.init, self.gw_samples, self.gw_epsilon = str(init), int(gw_samples), float(gw_epsilon)
+        if self.gw_samples < 3:
+            raise TranslationError(f"translator.gw_samples={gw_samples} must be >= 3")
+        if not self.gw_epsilon > 0:
+            raise TranslationError(f"translator.gw_epsilon={gw_epsilon} must be > 0 (the coupling's entropy weight)")
         self.confidence_: dict[str, float] = {}
         for key in ("clusters", "repeats", "qap_inits", "neighbours", "refine_batch", "max_samples", "kmeans_inits"):
             if getattr(self, key) < 1:
@@ -191,6 +209,8 @@ class UnsupervisedTranslator(Persistent):
         ``confidence_stability`` (agreement with fits from other seeds)."""
         x, y = _matrix("x", x), _matrix("y", y)
         self.check_samples(len(x), len(y))
+        if self.init == "both":
+            return self._fit_both(x, y)
         given = (x, y)
         gen = torch.Generator().manual_seed(self.seed)
         x, y = (t[torch.randperm(len(t), generator=gen)[: self.max_samples]].double() for t in (x, y))
@@ -200,6 +220,27 @@ class UnsupervisedTranslator(Persistent):
         xn, yn = F.normalize(x - self.x_mean, dim=1), F.normalize(y - self.y_mean, dim=1)
         self.source_dim, self.target_dim, self.dtype = x.shape[1], y.shape[1], torch.float32
 
+        if self.init == "gromov":
+            round_maps, gram_fit = self._gromov_rounds(xn, yn, gen)
+            k = min(self.neighbours, len(yn))
+            self.centroids = (torch.zeros(0, xn.shape[1], dtype=xn.dtype), torch.zeros(0, yn.shape[1], dtype=yn.dtype))
+            w = self._combine(xn, yn, round_maps, k, pooled=None)
+        else:
+            round_maps, gram_fit, k, w = self._kmeans_rounds(xn, yn)
+        agreement = [float((polar(c) * w).sum() / min(w.shape)) for c in round_maps]
+        w = self._refine(xn, yn, w, k, gen)
+        self.weight = w
+        self.confidence_ = {
+            "confidence_restarts": float(np.mean(agreement)) if len(agreement) > 1 else float("nan"),
+            "confidence_mutual_nn": mutual_nn_rate(F.normalize(xn @ w, dim=1), yn, gen),
+            "confidence_gram": float(np.mean(gram_fit)),
+        }
+        if self.stability_fits:
+            self.confidence_["confidence_stability"] = self._stability(*given, xn)
+        return self
+
+    def _kmeans_rounds(self, xn: torch.Tensor, yn: torch.Tensor) -> tuple[list[torch.Tensor], list[float], int, torch.Tensor]:
+        """Steps 1-4: each round's cross-covariance, its Gram fit, the neighbour count and the combined map."""
         # 1-2: matched centroid pairs from independent rounds of k-means + matching
         mx, my, gram_fit = [], [], []
         for r in range(self.repeats):
@@ -215,18 +256,56 @@ class UnsupervisedTranslator(Persistent):
         # centroid pairs, or one cross-covariance per round, averaged (each round's own pairs)
         k = min(self.neighbours, len(yn))
         round_maps = [self._pseudo_pair_map(xn, yn, cx, cy, k, covariance=True) for cx, cy in zip(mx, my)]
-        if self.combine == "pool":
-            w = procrustes(xn, _nearest_mean(*self._relatives(xn, yn, *self.centroids), yn, k))
-        elif self.combine == "average":
-            w = polar(torch.stack(round_maps).mean(dim=0))
-        else:  # the round whose map makes the most mutual nearest neighbours (no pairs needed)
+        pooled = (
+            procrustes(xn, _nearest_mean(*self._relatives(xn, yn, *self.centroids), yn, k)) if self.combine == "pool" else None
+        )
+        return round_maps, gram_fit, k, self._combine(xn, yn, round_maps, k, pooled)
+
+    def _gromov_rounds(self, xn: torch.Tensor, yn: torch.Tensor, gen: torch.Generator) -> tuple[list[torch.Tensor], list[float]]:
+        """Steps 2-4 by Gromov-Wasserstein: per round, ``gw_samples`` points of each space (fresh
+        seeded draws), their cosine-distance matrices (each scaled to max 1) coupled by POT's
+        entropic GW solver; each x's pseudo-partner is the coupling-weighted mean of the ys. Returns
+        each round's cross-covariance and how well the sample's Gram matrix correlates with its
+        pseudo-partners' (the point-level analogue of the centroid Gram fit)."""
+        import ot  # POT: the maintained GW solvers (entropic projected gradient, Sinkhorn inside)
+
+        m = min(self.gw_samples, len(xn), len(yn))
+        maps, fits = [], []
+        off = ~torch.eye(m, dtype=torch.bool)
+        for _ in range(self.repeats):
+            a = xn[torch.randperm(len(xn), generator=gen)[:m]]
+            b = yn[torch.randperm(len(yn), generator=gen)[:m]]
+            c1, c2 = (1 - a @ a.T).clamp_min(0), (1 - b @ b.T).clamp_min(0)
+            c1, c2 = c1 / c1.max().clamp_min(1e-12), c2 / c2.max().clamp_min(1e-12)
+            p = np.full(m, 1.0 / m)
+            coupling = ot.gromov.entropic_gromov_wasserstein(
+                c1.numpy(), c2.numpy(), p, p, "square_loss", epsilon=self.gw_epsilon, max_iter=100
+            )
+            t = torch.as_tensor(coupling, dtype=a.dtype)
+            # unnormalised means: an x whose coupling spreads over dissimilar ys gets a short partner, so less weight
+            partners = (t @ b) / t.sum(dim=1, keepdim=True).clamp_min(1e-300)
+            maps.append(a.T @ partners / m)
+            unit = F.normalize(partners, dim=1)
+            fits.append(float(torch.corrcoef(torch.stack([(a @ a.T)[off], (unit @ unit.T)[off]]))[0, 1]))
+        return maps, fits
+
+    def _combine(self, xn: torch.Tensor, yn: torch.Tensor, round_maps: list[torch.Tensor], k: int,
+                 pooled: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        """One map from the rounds: the pooled pairs' Procrustes (``pool``, when given), the polar
+        factor of the averaged cross-covariances (``average``; ``pool`` without pooled pairs), or the
+        round whose map makes the most mutual nearest neighbours (``best``: no pairs needed)."""
+        if self.combine == "best":
             scores = [
                 mutual_nn_rate(F.normalize(xn @ polar(c), dim=1), yn, torch.Generator().manual_seed(self.seed))
                 for c in round_maps
             ]
-            w = polar(round_maps[int(np.argmax(scores))])
-        agreement = [float((polar(c) * w).sum() / min(w.shape)) for c in round_maps]
+            return polar(round_maps[int(np.argmax(scores))])
+        if self.combine == "pool" and pooled is not None:
+            return pooled
+        return polar(torch.stack(round_maps).mean(dim=0))
 
+    def _refine(self, xn: torch.Tensor, yn: torch.Tensor, w: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+        """Steps 5-6: nearest-neighbour Procrustes rounds, then the optional cluster refinement."""
         # 5: refinement by nearest neighbours in the target space
         for _ in range(max(0, self.refine_iters)):
             batch = xn[torch.randperm(len(xn), generator=gen)[: self.refine_batch]]
@@ -236,14 +315,23 @@ class UnsupervisedTranslator(Persistent):
         # 6: refinement by many clusters, paired through the current map
         if self.refine_clusters:
             w = cluster_refinement(xn, yn, w, self.refine_clusters, self.momentum, seed=self.seed * 7919 + 2 * self.repeats)
-        self.weight = w
-        self.confidence_ = {
-            "confidence_restarts": float(np.mean(agreement)) if len(agreement) > 1 else float("nan"),
-            "confidence_mutual_nn": mutual_nn_rate(F.normalize(xn @ w, dim=1), yn, gen),
-            "confidence_gram": float(np.mean(gram_fit)),
-        }
+        return w
+
+    def _fit_both(self, x: torch.Tensor, y: torch.Tensor) -> UnsupervisedTranslator:
+        """init=both: a full fit from each initialisation (same subsample, refinement and combine),
+        keeping the one whose final map makes more mutual nearest neighbours, a pair-free choice.
+        The two fail on different cells (on Fashion-MNIST k-means + QAP misses cnn -> resnet, which
+        the Gromov-Wasserstein coupling finds, and the reverse on three other pairs), and the
+        mutual-NN rate of a right map stood above a wrong one's in every such pair measured."""
+        settings = {**self.config(), "stability_fits": 0}
+        fits = [UnsupervisedTranslator(**{**settings, "init": init}).fit(x, y) for init in ("kmeans", "gromov")]
+        rates = [f.confidence_["confidence_mutual_nn"] for f in fits]
+        chosen = fits[int(np.argmax(rates))]
+        self._restore(chosen._state())
+        self.confidence_ = {**chosen.confidence_, "gromov_chosen": float(chosen is fits[1]),
+                            "confidence_mutual_nn_kmeans": rates[0], "confidence_mutual_nn_gromov": rates[1]}  # fmt: skip
         if self.stability_fits:
-            self.confidence_["confidence_stability"] = self._stability(*given, xn)
+            self.confidence_["confidence_stability"] = self._stability(x, y, F.normalize(x.double() - self.x_mean, dim=1))
         return self
 
     def _stability(self, x: torch.Tensor, y: torch.Tensor, xn: torch.Tensor) -> float:
