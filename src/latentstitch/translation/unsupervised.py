@@ -327,7 +327,7 @@ class UnsupervisedTranslator(Persistent):
         fits = [UnsupervisedTranslator(**{**settings, "init": init}).fit(x, y) for init in ("kmeans", "gromov")]
         rates = [f.confidence_["confidence_mutual_nn"] for f in fits]
         chosen = fits[int(np.argmax(rates))]
-        self._restore(chosen._state())
+        self._restore({key: value for key, value in chosen._state().items() if value is not None})  # all set once fitted
         self.confidence_ = {**chosen.confidence_, "gromov_chosen": float(chosen is fits[1]),
                             "confidence_mutual_nn_kmeans": rates[0], "confidence_mutual_nn_gromov": rates[1]}  # fmt: skip
         if self.stability_fits:
