@@ -7,7 +7,8 @@ every unsupervised cell of the others (one column per distinct translator label,
 ``unsupervised(combine=best)``) is put beside the reference cell of the same encoder -> decoder.
 Prints the score (stitched accuracy for classification cells, stitched top-1 for retrieval cells),
 its ratio to the reference, the pair-free confidence ``confidence_mutual_nn`` and, per variant,
-the mean ratio and how many off-diagonal cells reach 0.8 of the reference (the issue's goal).
+the ratios as one variant x cell table, and, per variant, the mean ratio and how many
+off-diagonal cells reach 0.8 of the reference (the issue's goal).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> None:
         cells=("ratio", "size"), mean_ratio=("ratio", "mean"), min_ratio=("ratio", "min"),
         at_goal=("ratio", lambda r: int((r >= args.goal).sum())),
     )  # fmt: skip
+    print("\nratio to the reference, variant x cell:")
+    wide = cells.assign(cell=cells["encoder"].str.split(":").str[0] + "->" + cells["decoder"].str.split(":").str[0])
+    print(wide.pivot_table(index="translator", columns="cell", values="ratio").to_string(**fmt))
     print(f"\nper variant (off-diagonal cells; at_goal: ratio >= {args.goal}):")
     print(summary.to_string(**fmt))
 
