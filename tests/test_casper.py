@@ -211,6 +211,7 @@ def test_callback_equals_the_loss_term():
     assert float(reg(lambda t: t, buf)) == 0.0  # task 0: no regulariser
 
 
+@pytest.mark.slow  # 18 s: the regulariser's and the metrics' unit tests stay fast
 def test_preset_runs_end_to_end(tmp_path):
     r = run_cli(
         ["+experiment=casper", "logger=none", "casper.seeds=[0]", "casper.tasks=2", "casper.subset=5000", "casper.test_subset=1000"],

@@ -51,6 +51,7 @@ def test_pretrained_spaces_are_cached_once(cross_modal):
     assert len(cache.entries("decoder")) == 4  # 2 heads x 2 target spaces
 
 
+@pytest.mark.slow  # 19 s: the cross-modal cells test covers paired pretrained cells
 def test_cross_lingual_retrieval_between_different_encoders(tmp_path):
     r = run_cli(["-m", "dataset=gettext", "dataset.loader.max_items=1000", "anchors.num=500", "logger=none",
                  "encoder=use", "encoder.language=de,en", "decoder=minilm", "trainer.enable_progress_bar=false"], tmp_path, timeout=900)  # fmt: skip

@@ -50,6 +50,7 @@ def test_anchor_count_preset_gives_a_curve(cli):
         assert summary.loc[(translator, 1000), "stitched_acc"] > summary.loc[(translator, 10), "stitched_acc"] + 0.08
 
 
+@pytest.mark.slow  # 17 s: the reconstruction task's unit tests stay fast
 def test_reconstruction_preset_stitches_autoencoders(cli):
     r = cli(["dataset=digits", "logger=none", "trainer.enable_progress_bar=false", "anchors.num=500", "+experiment=reconstruction",
              "translator=ortho,linear"])  # fmt: skip

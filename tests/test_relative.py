@@ -552,6 +552,7 @@ def test_task_parts_share_the_common_samples_and_split_the_rest(split):
         assert all(c == set(range(10)) for c in classes)
 
 
+@pytest.mark.slow  # 20 s: the aggregation experiment's in-process tests stay fast
 def test_aggregation_preset_from_the_command_line(tmp_path, cache):
     import pandas as pd
 

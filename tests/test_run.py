@@ -80,6 +80,7 @@ def test_csv_and_wandb_offline_loggers(first_and_second):
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
 
 
+@pytest.mark.slow  # 12 s: test_cell_scores_are_real covers the cell path
 def test_cross_seed_decoder(first_and_second):
     _, _, tmp = first_and_second
     r = run_cli(TINY + ["encoder=cnn", "decoder.space.seed=1"], tmp)

@@ -80,6 +80,7 @@ def test_a_grid_and_its_resumed_rerun(slurm, tmp_path):
     assert kept["stitched_acc"].tolist() == grid["stitched_acc"].tolist()
 
 
+@pytest.mark.slow  # 36 s: the grid-and-resume SLURM test keeps the scheduler path in make test
 def test_a_failed_and_a_cancelled_cell_fail_the_sweep_not_hang_it(slurm, tmp_path):
     """Two cells: one fails on its own (a translator that cannot map 64 to 128 dims), one is
     cancelled with scancel while its encoder trains. The sweep ends in bounded time with exit 1 and
@@ -118,6 +119,7 @@ def test_a_failed_and_a_cancelled_cell_fail_the_sweep_not_hang_it(slurm, tmp_pat
     assert ended < 120, f"the sweep took {ended:.0f} s to notice the cancelled job"
 
 
+@pytest.mark.slow  # 41 s: DDP under SLURM; the SLURM grid test keeps the scheduler path in make test
 def test_ddp_ranks_are_the_slurm_tasks(slurm, tmp_path):
     """tasks_per_node=2 trainer=ddp_cpu: SLURM starts the two ranks (Lightning joins them through
     SLURM's environment, it launches nothing itself); the spaces equal a single process's, both

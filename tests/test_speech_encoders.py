@@ -143,6 +143,7 @@ def test_openwakeword_identity_names_its_models_and_preprocessing(openwakeword):
 
 
 @needs_espeak
+@pytest.mark.slow  # 22 s: the encoders' known-answer tests stay fast
 def test_speech_stitches_into_a_text_decoder(tmp_path):
     """openWakeWord on spoken command words into a MiniLM head trained on the words' text."""
     pytest.importorskip("openwakeword")

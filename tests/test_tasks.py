@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import pandas as pd
+import pytest
 import torch
 
 from latentstitch.tasks import Task
@@ -41,6 +42,7 @@ class LabelRegression(Task):
         return {"r2": float(1 - residual / ((y - y.mean()) ** 2).sum())}
 
 
+@pytest.mark.slow  # 13 s: the in-process task registry tests stay fast
 def test_a_task_from_outside_the_package_runs_through_run_py(tmp_path):
     conf = tmp_path / "conf"
     (conf / "task").mkdir(parents=True)
